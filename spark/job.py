@@ -1,0 +1,299 @@
+"""Driver side of the example job: read, validate, split, sample and write.
+
+Output layout under `config.output_path`:
+
+    train/part-NNNNN.tfrecord.gz    positives and sampled negatives
+    eval/part-NNNNN.tfrecord.gz     positives and sampled negatives
+    holdout/part-NNNNN.tfrecord.gz  one example per evaluated user
+    rejects/                        invalid input lines as JSON lines, with
+                                    source_file, reason and raw_line (only
+                                    when there are any)
+    summary.json                    counts, cut timestamps and the config
+    _SUCCESS                        written last
+
+Everything is written to a hidden sibling directory first and renamed into
+place at the end, so readers never see a partial output. The executors write
+the shards; only counters, the timestamp histogram and the item catalog
+reach the driver.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from schemas import features
+from spark import example_builder
+from spark import holdout
+from spark import output_files
+from spark import ratings_reader as rr
+from spark import tfrecord_writer as tfw
+from spark import windows
+from spark.config import ExampleJobConfig
+
+SUMMARY_FILE = "summary.json"
+REJECTS_DIR = "rejects"
+
+_LOG = logging.getLogger(__name__)
+
+
+def create_session(config: ExampleJobConfig) -> SparkSession:
+    """Start or reuse a SparkSession for the job.
+
+    Under `spark-submit` the session settings come from spark-submit, so
+    `config.master` and `config.driver_memory` only apply when this process
+    starts the JVM itself. Local masters bind to the loopback interface and
+    run without the web UI.
+    """
+    builder = SparkSession.builder.appName("make_examples")
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_spark_submit:
+        builder = (builder.master(config.master)
+                   .config("spark.driver.memory", config.driver_memory))
+        # Python workers must import the same `spark` and `schemas` packages
+        # and run the same interpreter as the driver.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        _add_repo_root_to_pythonpath()
+        if config.master.startswith("local"):
+            builder = (builder
+                       .config("spark.driver.host", "127.0.0.1")
+                       .config("spark.driver.bindAddress", "127.0.0.1")
+                       .config("spark.ui.enabled", "false")
+                       .config("spark.ui.showConsoleProgress", "false"))
+    return builder.getOrCreate()
+
+
+def _add_repo_root_to_pythonpath() -> None:
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if repo_root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [repo_root] + [path for path in paths if path])
+
+
+def run_job(config: ExampleJobConfig,
+            spark: Optional[SparkSession] = None) -> Dict[str, object]:
+    """Run the example job and return the summary that it writes.
+
+    Args:
+      config: Job settings.
+      spark: Session to use. When None the job creates one with
+        `create_session` and stops it at the end. A given session must be
+        able to import the `spark` and `schemas` packages on its executors.
+
+    Returns:
+      The contents of `summary.json`.
+
+    Raises:
+      InputDataError: The input is missing, empty or has no valid rows.
+      RejectedRowsError: More input rows are invalid than
+        `config.max_reject_fraction` allows. The rejected rows are kept in
+        the staging directory named in the message.
+      OutputExistsError: The output exists and `config.overwrite` is False.
+      NotImplementedError: A path is not local.
+    """
+    started = time.monotonic()
+    output_path = output_files.check_local(config.output_path)
+    output_files.check_output_free(output_path, config.overwrite)
+    rr.check_input_path(config.input_path)
+
+    own_session = spark is None
+    if own_session:
+        spark = create_session(config)
+    staging = output_files.make_staging_dir(output_path)
+    keep_staging = False
+    try:
+        summary = _build_outputs(spark, config, staging)
+        summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+        output_files.write_text(
+            os.path.join(staging, SUMMARY_FILE),
+            json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        output_files.commit_staging_dir(staging, output_path,
+                                        config.overwrite)
+    except rr.RejectedRowsError:
+        keep_staging = True
+        raise
+    finally:
+        if not keep_staging:
+            output_files.remove_dir(staging)
+        if own_session:
+            spark.stop()
+    _LOG.info("Example job wrote %s in %.1f s.", output_path,
+              summary["elapsed_seconds"])
+    return summary
+
+
+def _count_lines(classified: DataFrame) -> Dict[Optional[str], int]:
+    rows = classified.groupBy(rr.REASON).count().collect()
+    return {row[rr.REASON]: row["count"] for row in rows}
+
+
+def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
+                   staging: str) -> Dict[str, object]:
+    layout = rr.LAYOUTS[config.layout]
+    classified = rr.classify_lines(spark, config.input_path, layout)
+
+    line_counts = _count_lines(classified)
+    rows_read = sum(line_counts.values())
+    rejected_by_kind = {kind: line_counts.get(kind, 0)
+                        for kind in rr.REJECT_KINDS}
+    rejected = sum(rejected_by_kind.values())
+    rejects_path = os.path.join(staging, REJECTS_DIR)
+    if rejected:
+        (classified.where(F.col(rr.REASON).isNotNull())
+         .select(rr.SOURCE_FILE, rr.REASON, rr.RAW_LINE)
+         .coalesce(1)
+         .write.json(rejects_path))
+    rr.check_reject_share(config.input_path, rows_read, rejected,
+                          config.max_reject_fraction, rejects_path)
+
+    valid = classified.where(F.col(rr.REASON).isNull()).select(
+        rr.USER, rr.ITEM, rr.RATING, rr.TIMESTAMP)
+    # Exact duplicates are one event logged twice; a repeated (user, item)
+    # pair with another timestamp or rating is kept as a separate event.
+    ratings = valid.dropDuplicates().persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _write_examples(spark, config, staging, ratings, {
+            "rows_read": rows_read,
+            "rows_rejected": rejected,
+            "rejected_by_kind": rejected_by_kind,
+        })
+    finally:
+        ratings.unpersist()
+
+
+def _write_examples(spark: SparkSession, config: ExampleJobConfig,
+                    staging: str, ratings: DataFrame,
+                    read_counts: Dict[str, object]) -> Dict[str, object]:
+    distinct = ratings.agg(
+        F.count(F.lit(1)).alias("events"),
+        F.countDistinct(rr.USER).alias("users"),
+        F.countDistinct(rr.ITEM).alias("items")).first()
+    valid_rows = read_counts["rows_read"] - read_counts["rows_rejected"]
+    if distinct["events"] == 0:
+        raise rr.InputDataError(
+            f"Input {config.input_path!r} has no valid rating rows.")
+
+    with_split, cuts = holdout.assign_splits(ratings, config)
+    if config.holdout == "per_user":
+        # The per-user ranks come from a window; compute them once.
+        with_split = with_split.persist(StorageLevel.MEMORY_AND_DISK)
+
+    catalog = [row[0] for row in (
+        with_split.where(F.col(holdout.SPLIT) == holdout.TRAIN_CODE)
+        .select(rr.ITEM).distinct().orderBy(rr.ITEM).collect())]
+    if not catalog and config.negatives:
+        _LOG.warning("The train split is empty, so no negatives can be "
+                     "sampled.")
+    catalog_broadcast = spark.sparkContext.broadcast(catalog)
+
+    settings = example_builder.PartitionSettings(
+        output_root=staging, window=config.window,
+        negatives=config.negatives, seed=config.seed,
+        catalog=catalog_broadcast)
+    stats_rows = (windows.shard_and_sort(with_split, config.num_shards)
+                  .mapInPandas(example_builder.partition_function(settings),
+                               example_builder.STATS_SCHEMA)
+                  .collect())
+    catalog_broadcast.unpersist()
+    if config.holdout == "per_user":
+        with_split.unpersist()
+
+    _fill_missing_shards(staging, config.num_shards)
+    stats = {name: sum(row[name] for row in stats_rows)
+             for name in example_builder.STAT_NAMES}
+    return _summary(config, read_counts, valid_rows, distinct, cuts,
+                    len(catalog), stats)
+
+
+def _fill_missing_shards(staging: str, num_shards: int) -> None:
+    """Write empty shards for partitions that Spark ran no task for.
+
+    Every split then has exactly `num_shards` files, which keeps the layout
+    the same whatever the data.
+    """
+    for split in example_builder.SPLIT_NAMES.values():
+        for shard in range(num_shards):
+            path = example_builder.shard_path(staging, split, shard)
+            if output_files.exists(path):
+                continue
+            stream, temporary = output_files.open_for_write(path)
+            with stream:
+                tfw.GzipTFRecordWriter(stream).close()
+            output_files.finish_write(temporary, path)
+
+
+def _summary(config, read_counts, valid_rows, distinct, cuts, catalog_items,
+             stats) -> Dict[str, object]:
+    splits = {}
+    for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
+        positives = stats[f"{split}_positives"]
+        negatives = stats[f"{split}_negatives"]
+        splits[split] = {
+            "examples": positives + negatives,
+            "positives": positives,
+            "negatives": negatives,
+            "users": stats[f"{split}_users"],
+            "users_without_negatives": stats[f"{split}_users_without_negatives"],
+        }
+    splits[features.HOLDOUT_SPLIT] = {
+        "examples": stats["holdout_examples"],
+        "users": stats["holdout_examples"],
+    }
+    return {
+        "input_path": config.input_path,
+        "output_path": config.output_path,
+        "layout": config.layout,
+        **read_counts,
+        "duplicates_dropped": valid_rows - distinct["events"],
+        "events": distinct["events"],
+        "users": distinct["users"],
+        "items": distinct["items"],
+        "catalog_items": catalog_items,
+        "holdout_cut_timestamp": cuts.holdout_cut,
+        "eval_cut_timestamp": cuts.eval_cut,
+        "splits": splits,
+        "holdout_users": stats["holdout_examples"],
+        "cold_start_users": stats["cold_start_users"],
+        "holdout_all_seen_users": stats["holdout_all_seen_users"],
+        "num_shards": config.num_shards,
+        "seed": config.seed,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def format_summary(summary: Dict[str, object]) -> str:
+    """Return a few human-readable lines about one run."""
+    splits = summary["splits"]
+    rejected = ", ".join(f"{kind} {count}" for kind, count
+                         in summary["rejected_by_kind"].items() if count)
+    lines = [
+        f"input {summary['input_path']}: {summary['rows_read']} rows, "
+        f"{summary['rows_rejected']} rejected"
+        + (f" ({rejected})" if rejected else "")
+        + f", {summary['duplicates_dropped']} duplicates dropped",
+        f"{summary['events']} events, {summary['users']} users, "
+        f"{summary['items']} items, catalog {summary['catalog_items']} items",
+        f"cuts: holdout {summary['holdout_cut_timestamp']}, "
+        f"eval {summary['eval_cut_timestamp']}",
+    ]
+    for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
+        counts = splits[split]
+        lines.append(
+            f"{split}: {counts['examples']} examples ({counts['positives']} "
+            f"positives, {counts['negatives']} negatives) from "
+            f"{counts['users']} users")
+    lines.append(
+        f"holdout: {summary['holdout_users']} users, "
+        f"{summary['cold_start_users']} cold-start users left out, "
+        f"{summary['holdout_all_seen_users']} users with only seen items")
+    lines.append(f"written to {summary['output_path']} in "
+                 f"{summary.get('elapsed_seconds', '?')} s")
+    return "\n".join(lines)
