@@ -29,6 +29,8 @@ setuptools.setup(
             "schemas.*",
             "cloud",
             "cloud.*",
+            "evaluation",
+            "evaluation.*",
             "baselines",
             "baselines.*",
         ]

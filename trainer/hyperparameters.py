@@ -1,0 +1,71 @@
+"""Trainer settings that travel from the pipeline configuration.
+
+The pipeline passes these in the Trainer's `custom_config`; `from_custom_config`
+fills in defaults and rejects unknown or invalid values, so a typo in the
+configuration fails before training starts instead of being ignored.
+"""
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+  """Model and training settings of the classifier."""
+
+  embedding_dim: int = 32
+  hidden_units: Tuple[int, ...] = (64,)
+  epochs: int = 5
+  batch_size: int = 512
+  learning_rate: float = 0.003
+  # Weight of a positive example relative to a negative one. Sampling K
+  # negatives per positive makes positives a 1 / (K + 1) minority; weighting
+  # them by K restores the balance. None means "use the negatives per
+  # positive of the Spark job".
+  positive_weight: float = None
+  seed: int = 42
+  window: int = 10
+  num_oov_buckets: int = 1
+  negatives_per_positive: int = 3
+  # Length of the list the `retrieval` signature returns.
+  retrieval_k: int = 100
+  # Largest cut-off the Evaluator asks for; the `rank_for_evaluation`
+  # signature returns this many items per user.
+  evaluation_k: int = 100
+
+  def __post_init__(self):
+    for name in ("embedding_dim", "epochs", "batch_size", "window",
+                 "retrieval_k", "evaluation_k"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+    if not self.hidden_units or min(self.hidden_units) < 1:
+      raise ValueError(
+          f"hidden_units must be positive layer sizes, got {self.hidden_units}")
+    if self.learning_rate <= 0:
+      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+    if self.num_oov_buckets < 1:
+      raise ValueError("num_oov_buckets must be at least 1 so unknown ids "
+                       f"have a row, got {self.num_oov_buckets}")
+
+  @property
+  def effective_positive_weight(self) -> float:
+    if self.positive_weight is None:
+      return float(max(self.negatives_per_positive, 1))
+    return float(self.positive_weight)
+
+  def to_custom_config(self) -> Dict[str, Any]:
+    """Return a JSON-serialisable dict for TFX's `custom_config`."""
+    config = dataclasses.asdict(self)
+    config["hidden_units"] = list(self.hidden_units)
+    return config
+
+  @classmethod
+  def from_custom_config(cls, config: Dict[str, Any]) -> "Hyperparameters":
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+      raise ValueError(f"unknown trainer settings {unknown}; known: {sorted(known)}")
+    values = dict(config)
+    if "hidden_units" in values:
+      values["hidden_units"] = tuple(int(u) for u in values["hidden_units"])
+    return cls(**values)

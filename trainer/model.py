@@ -1,0 +1,182 @@
+"""The candidate-generation classifier of Covington et al. (RecSys 2016).
+
+"Deep Neural Networks for YouTube Recommendations" learns item embeddings
+from the user's recent history and trains a network that, given a user and
+a candidate item, predicts whether the user engages with the item. This
+module builds that network as a Keras 2 model (`tf_keras`, as TFX 1.16
+requires):
+
+    user vector = [user embedding,
+                   masked mean of touched-item embeddings,
+                   masked mean of liked-item embeddings,
+                   masked mean of disliked-item embeddings]
+    logit       = MLP([user vector, candidate embedding])
+
+One embedding table serves the candidate and the three history lists. Index
+0 is padding (see transform/preprocessing.py): it is excluded from every
+mean, and a history with no real item averages to the zero vector.
+
+The MLP is a `CandidateScorer` layer so the retrieval signature can score
+one user against a whole block of items without repeating the user side of
+the first dense layer for every item.
+"""
+
+from typing import Dict, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from schemas import features
+
+PRODUCT_EMBEDDING_LAYER = "product_embedding"
+USER_EMBEDDING_LAYER = "user_embedding"
+SCORER_LAYER = "candidate_scorer"
+USER_FEATURES = (features.USER_ID,) + features.HISTORY_FEATURES
+
+
+class MaskedMean(keras.layers.Layer):
+  """Mean of the embeddings whose id is not the padding id 0.
+
+  Keras' `mask_zero=True` followed by a plain average would count padding
+  vectors in the mean; this layer divides by the number of real ids instead
+  and returns zeros for a row with none.
+  """
+
+  def call(self, embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """Average `embeddings` [batch, n, dim] over positions where ids != 0."""
+    mask = tf.cast(tf.not_equal(ids, 0), embeddings.dtype)[..., tf.newaxis]
+    total = tf.reduce_sum(embeddings * mask, axis=-2)
+    count = tf.reduce_sum(mask, axis=-2)
+    return tf.math.divide_no_nan(total, count)
+
+
+class CandidateScorer(keras.layers.Layer):
+  """MLP that maps (user vector, item vector) to one logit.
+
+  The first hidden layer's kernel is split into a user part and an item
+  part, so `score_all` computes it as user_part[:, None] + item_part[None]
+  for a whole block of items at once.
+  """
+
+  def __init__(self, hidden_units: Sequence[int], **kwargs):
+    super().__init__(**kwargs)
+    if not hidden_units:
+      raise ValueError("hidden_units must name at least one layer size")
+    self.hidden_units = list(hidden_units)
+
+  def build(self, input_shape):
+    user_shape, item_shape = input_shape
+    user_dim, item_dim = int(user_shape[-1]), int(item_shape[-1])
+    first = self.hidden_units[0]
+    self.user_kernel = self.add_weight(
+        name="user_kernel", shape=(user_dim, first),
+        initializer="glorot_uniform")
+    self.item_kernel = self.add_weight(
+        name="item_kernel", shape=(item_dim, first),
+        initializer="glorot_uniform")
+    self.first_bias = self.add_weight(
+        name="first_bias", shape=(first,), initializer="zeros")
+    self.deeper_layers = [
+        keras.layers.Dense(units, activation="relu", name=f"hidden_{i + 1}")
+        for i, units in enumerate(self.hidden_units[1:])
+    ]
+    self.output_layer = keras.layers.Dense(1, name="logit")
+    super().build(input_shape)
+
+  def _head(self, first_pre_activation: tf.Tensor) -> tf.Tensor:
+    hidden = tf.nn.relu(first_pre_activation)
+    for layer in self.deeper_layers:
+      hidden = layer(hidden)
+    return tf.squeeze(self.output_layer(hidden), axis=-1)
+
+  def call(self, inputs):
+    """Return logits [batch] for paired user and item vectors."""
+    user_vectors, item_vectors = inputs
+    first = (tf.matmul(user_vectors, self.user_kernel) +
+             tf.matmul(item_vectors, self.item_kernel) + self.first_bias)
+    return self._head(first)
+
+  def score_all(self, user_vectors: tf.Tensor,
+                item_vectors: tf.Tensor) -> tf.Tensor:
+    """Return logits [users, items] for every user against every item.
+
+    Memory grows with users x items x hidden_units[0]; callers pass items
+    in blocks to bound it.
+    """
+    user_part = tf.matmul(user_vectors, self.user_kernel) + self.first_bias
+    item_part = tf.matmul(item_vectors, self.item_kernel)
+    return self._head(user_part[:, tf.newaxis, :] + item_part[tf.newaxis])
+
+  def get_config(self):
+    config = super().get_config()
+    config["hidden_units"] = self.hidden_units
+    return config
+
+
+def _embedding(num_rows: int, dim: int, name: str) -> keras.layers.Embedding:
+  # Row 0 is padding; it is masked out of means, so its value never matters.
+  return keras.layers.Embedding(
+      num_rows, dim, name=name,
+      embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05))
+
+
+def build_model(num_products: int, num_users: int, window: int,
+                embedding_dim: int, hidden_units: Sequence[int],
+                learning_rate: float) -> keras.Model:
+  """Build and compile the classifier.
+
+  Args:
+    num_products: Rows of the product table: padding, vocabulary and
+      out-of-vocabulary buckets.
+    num_users: Rows of the user table, laid out the same way.
+    window: Length of each padded history list.
+    embedding_dim: Size of both embeddings.
+    hidden_units: Sizes of the ReLU layers of the scorer.
+    learning_rate: Adam's learning rate.
+
+  Returns:
+    A compiled model taking int64 inputs `user_id` [batch], `product_id`
+    [batch] and the history lists [batch, window], and returning the
+    engagement probability [batch, 1].
+  """
+  inputs = {
+      features.USER_ID: keras.Input(shape=(), dtype=tf.int64,
+                                    name=features.USER_ID),
+      features.PRODUCT_ID: keras.Input(shape=(), dtype=tf.int64,
+                                       name=features.PRODUCT_ID),
+  }
+  for name in features.HISTORY_FEATURES:
+    inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
+
+  product_embedding = _embedding(num_products, embedding_dim,
+                                 PRODUCT_EMBEDDING_LAYER)
+  user_embedding = _embedding(num_users, embedding_dim, USER_EMBEDDING_LAYER)
+  user_vector = user_tower(inputs, product_embedding, user_embedding)
+  candidate = product_embedding(inputs[features.PRODUCT_ID])
+
+  scorer = CandidateScorer(hidden_units, name=SCORER_LAYER)
+  logits = scorer([user_vector, candidate])
+  probability = keras.layers.Activation(
+      "sigmoid", name="probability")(logits[:, tf.newaxis])
+
+  model = keras.Model(inputs=inputs, outputs=probability)
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+      loss=keras.losses.BinaryCrossentropy(),
+      weighted_metrics=[
+          keras.metrics.AUC(name="auc"),
+          keras.metrics.BinaryAccuracy(name="accuracy"),
+      ])
+  return model
+
+
+def user_tower(inputs: Dict[str, tf.Tensor],
+               product_embedding: keras.layers.Layer,
+               user_embedding: keras.layers.Layer) -> tf.Tensor:
+  """Return the user vector [batch, 4 * dim] from integer user features."""
+  parts = [user_embedding(inputs[features.USER_ID])]
+  masked_mean = MaskedMean()
+  for name in features.HISTORY_FEATURES:
+    ids = inputs[name]
+    parts.append(masked_mean(product_embedding(ids), ids))
+  return tf.concat(parts, axis=-1)

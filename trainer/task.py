@@ -1,0 +1,112 @@
+"""TFX Trainer entry point: `run_fn` trains the classifier and exports it."""
+
+import os
+from typing import List
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from schemas import features
+from trainer import export
+from trainer import hyperparameters as hyperparameters_lib
+from trainer import model as model_lib
+from transform import preprocessing
+
+PRODUCT_METADATA_FILE = "product_embedding_metadata.tsv"
+
+
+def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+             tft_output: tft.TFTransformOutput, batch_size: int,
+             positive_weight: float, shuffle: bool, seed: int) -> tf.data.Dataset:
+  """Read transformed examples as (features, label, weight) batches."""
+  dataset = data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(
+          batch_size=batch_size, label_key=features.TARGET, num_epochs=1,
+          shuffle=shuffle, shuffle_seed=seed, shuffle_buffer_size=100_000,
+          # One reader keeps the example order, and so the metrics, the same
+          # from run to run.
+          sloppy_ordering=False,
+          reader_num_threads=1),
+      tft_output.transformed_metadata.schema)
+
+  def add_weight(batch_features, label):
+    label = tf.reshape(label, [-1])
+    weight = tf.where(tf.equal(label, 1), positive_weight, 1.0)
+    return batch_features, label, weight
+
+  return dataset.map(add_weight).prefetch(tf.data.AUTOTUNE)
+
+
+def _write_projector_metadata(log_dir: str, vocabulary: List[bytes],
+                              num_oov_buckets: int) -> str:
+  """Write one label per product table row for TensorBoard's projector."""
+  tf.io.gfile.makedirs(log_dir)
+  path = os.path.join(log_dir, PRODUCT_METADATA_FILE)
+  labels = (["<padding>"] +
+            [item.decode("utf-8", "replace") for item in vocabulary] +
+            [f"<oov-{i}>" for i in range(num_oov_buckets)])
+  with tf.io.gfile.GFile(path, "w") as metadata:
+    # A single-column metadata file has no header line.
+    metadata.write("\n".join(label.replace("\n", " ") for label in labels))
+    metadata.write("\n")
+  return PRODUCT_METADATA_FILE
+
+
+def _distribution_strategy() -> tf.distribute.Strategy:
+  gpus = tf.config.list_logical_devices("GPU")
+  if gpus:
+    logging.info("Training with MirroredStrategy on %d GPU(s)", len(gpus))
+    return tf.distribute.MirroredStrategy()
+  logging.info("No GPU visible; training on the CPU")
+  return tf.distribute.get_strategy()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Train the classifier on the transformed train split and export it."""
+  params = hyperparameters_lib.Hyperparameters.from_custom_config(
+      fn_args.custom_config or {})
+  keras.utils.set_random_seed(params.seed)
+  tf.config.experimental.enable_op_determinism()
+
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  vocabulary = tft_output.vocabulary_by_name(preprocessing.PRODUCT_VOCABULARY)
+  num_products = len(vocabulary) + 1 + params.num_oov_buckets
+  num_users = (tft_output.vocabulary_size_by_name(preprocessing.USER_VOCABULARY)
+               + 1 + params.num_oov_buckets)
+  logging.info("Product rows: %d, user rows: %d", num_products, num_users)
+
+  strategy = _distribution_strategy()
+  batch_size = params.batch_size * strategy.num_replicas_in_sync
+  train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
+                        batch_size, params.effective_positive_weight,
+                        shuffle=True, seed=params.seed)
+  eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
+                       batch_size, params.effective_positive_weight,
+                       shuffle=False, seed=params.seed)
+
+  with strategy.scope():
+    model = model_lib.build_model(
+        num_products=num_products, num_users=num_users, window=params.window,
+        embedding_dim=params.embedding_dim, hidden_units=params.hidden_units,
+        learning_rate=params.learning_rate)
+  model.summary(print_fn=logging.info)
+
+  log_dir = fn_args.model_run_dir
+  metadata_file = _write_projector_metadata(log_dir, vocabulary,
+                                            params.num_oov_buckets)
+  tensorboard = keras.callbacks.TensorBoard(
+      log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
+      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})
+  model.fit(train_data, validation_data=eval_data, epochs=params.epochs,
+            callbacks=[tensorboard], verbose=2)
+
+  export.export_serving_model(
+      model, tft_output, fn_args.serving_model_dir,
+      num_oov_buckets=params.num_oov_buckets, retrieval_k=params.retrieval_k,
+      evaluation_k=params.evaluation_k)
+  logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
