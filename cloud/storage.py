@@ -20,7 +20,7 @@ deadline raises `TimeoutError`. Missing credentials raise
 
 import contextlib
 import os
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from absl import logging
 from google.api_core import exceptions as api_exceptions
@@ -122,17 +122,29 @@ def make_client(project: Optional[str] = None) -> storage.Client:
         return storage.Client(
             project=project or EMULATOR_PROJECT,
             credentials=auth_credentials.AnonymousCredentials())
+    credentials, default_project = default_credentials()
+    project = project or default_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    return storage.Client(project=project, credentials=credentials)
+
+
+def default_credentials() -> Tuple[auth_credentials.Credentials, Optional[str]]:
+    """Load Application Default Credentials with the cloud-platform scope.
+
+    Returns:
+        The credentials and their project id, which may be None.
+
+    Raises:
+        CredentialsNotFoundError: No credentials are set up.
+    """
     try:
-        credentials, default_project = google.auth.default(scopes=_SCOPES)
+        return google.auth.default(scopes=_SCOPES)
     except auth_exceptions.DefaultCredentialsError as error:
         raise CredentialsNotFoundError(
             "No Google Cloud credentials found. Run `gcloud auth "
             "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
             "to the path of a service account key file. To use a local "
-            f"emulator instead, set {paths.EMULATOR_HOST_ENV}. Cause: "
-            f"{error}") from error
-    project = project or default_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    return storage.Client(project=project, credentials=credentials)
+            f"Cloud Storage emulator instead, set {paths.EMULATOR_HOST_ENV}. "
+            f"Cause: {error}") from error
 
 
 @contextlib.contextmanager
