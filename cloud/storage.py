@@ -155,7 +155,7 @@ def _translate_errors(client: storage.Client, uri: str, action: str,
         yield
     except api_exceptions.NotFound as error:
         bucket = paths.parse_gcs_uri(uri).bucket
-        if not client.bucket(bucket).exists(retry=retry):
+        if not _bucket_exists(client, bucket, retry):
             raise BucketNotFoundError(
                 f"Failed to {action} {uri}: bucket gs://{bucket} not found. "
                 f"Create it with `gcloud storage buckets create gs://{bucket} "
@@ -182,6 +182,17 @@ def _translate_errors(client: storage.Client, uri: str, action: str,
         raise TimeoutError(
             f"Failed to {action} {uri}: transient errors went on for more "
             f"than {retry.timeout} s. Last error: {error}") from error
+
+
+def _bucket_exists(client: storage.Client, bucket: str,
+                   retry: api_retry.Retry) -> bool:
+    try:
+        return client.bucket(bucket).exists(retry=retry)
+    except api_exceptions.Forbidden:
+        # Object-level roles such as storage.objectViewer may not read bucket
+        # metadata. The bucket is then assumed to exist, so the error names
+        # the object.
+        return True
 
 
 def upload_file(local_path: paths.PathLike, destination_uri: str,

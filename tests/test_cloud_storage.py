@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -443,15 +444,18 @@ def test_download_model_version_none_pushed(client, bucket, tmp_path):
 class _FaultInjectingProxy(http.server.ThreadingHTTPServer):
     """HTTP proxy on loopback that fails the first requests with an error status.
 
-    Requests whose method is in `fail_methods` get `fail_status` while
-    `failures_left` is above zero; all others are forwarded to the emulator.
+    Requests whose method is in `fail_methods` and whose path matches
+    `fail_path` get `fail_status` while `failures_left` is above zero; all
+    others are forwarded to the emulator.
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port, upstream_url, fail_methods, fail_status, failures):
+    def __init__(self, port, upstream_url, fail_methods, fail_status, failures,
+                 fail_path=""):
         super().__init__(("127.0.0.1", port), _ProxyHandler)
+        self.fail_path = re.compile(fail_path)
         self.upstream = upstream_url[len("http://"):]
         self.fail_methods = fail_methods
         self.fail_status = fail_status
@@ -461,7 +465,8 @@ class _FaultInjectingProxy(http.server.ThreadingHTTPServer):
 
     def take_failure(self, method, path):
         with self.lock:
-            if method in self.fail_methods and self.failures_left > 0:
+            if (method in self.fail_methods and self.failures_left > 0
+                    and self.fail_path.search(path)):
                 self.failures_left -= 1
                 self.failed_requests.append(f"{method} {path}")
                 return True
@@ -506,9 +511,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _proxy(upstream_url, fail_methods, fail_status, failures, port=0):
+def _proxy(upstream_url, fail_methods, fail_status, failures, port=0,
+           fail_path=""):
     server = _FaultInjectingProxy(port, upstream_url, fail_methods,
-                                  fail_status, failures)
+                                  fail_status, failures, fail_path)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -656,3 +662,19 @@ def test_gcsfs_reads_gzip_written_by_client(client, bucket):
     with paths.open_file(f"gs://{bucket}/in/r.csv.gz", "rb",
                          compression="gzip", skip_instance_cache=True) as file:
         assert file.read() == b"a,b,5,1\n"
+
+
+def test_missing_object_without_bucket_read(emulator_env, bucket, monkeypatch,
+                                            tmp_path):
+    # Callers with object-level roles get 403 on bucket metadata; the error
+    # must still name the missing object instead of leaking the 403.
+    with _proxy(emulator_env, {"GET"}, 403, failures=10**6,
+                fail_path=r"^/storage/v1/b/[^/?]+\?") as proxy:
+        client = _proxied_client(
+            monkeypatch, f"http://127.0.0.1:{proxy.server_address[1]}")
+
+        with pytest.raises(gcs.ObjectNotFoundError, match="object not found"):
+            gcs.download_file(f"gs://{bucket}/absent.csv", tmp_path / "x",
+                              client=client, retry=_fast_retry())
+
+    assert len(proxy.failed_requests) == 1
