@@ -142,3 +142,13 @@ def mean_over_users(ranked_lists: Iterable[Sequence],
   for ranked, relevant in zip(ranked_lists, relevant_sets):
     sums.add_user(ranked, relevant, ks)
   return sums.means()
+
+
+def top_k_by_score(item_ids: Sequence, scores: Sequence[float], k: int) -> list:
+  """Return the k ids with the highest scores, ties to the earlier id.
+
+  This is the tie rule of `tf.math.top_k`, which the exported model uses,
+  so baselines ranked here and the model break ties the same way.
+  """
+  order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+  return [item_ids[i] for i in order[:k]]

@@ -1,0 +1,91 @@
+"""First stage of a run: the Spark job, skipped when its output is current.
+
+ImportExampleGen fingerprints its input files, including their modification
+times, so rewriting identical shards would defeat TFX's cache. The Spark
+job is therefore run only when there is no finished output for the same
+input file and the same settings.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict
+
+from absl import logging
+
+from pipeline.config import PipelineConfig
+from spark import output_files
+from spark.config import ExampleJobConfig
+
+SUMMARY_FILE = "summary.json"
+# Summary key that records which input file the examples came from.
+INPUT_FINGERPRINT_KEY = "input_fingerprint"
+# Settings that change how the job runs but not what it writes.
+_RUNTIME_ONLY = ("overwrite", "master", "driver_memory")
+
+
+def job_config(config: PipelineConfig, ratings_path: str) -> ExampleJobConfig:
+  """Return the Spark job's settings for this run."""
+  return ExampleJobConfig(
+      input_path=ratings_path,
+      output_path=config.resolved_examples_dir,
+      layout=config.layout,
+      overwrite=True,
+      **dataclasses.asdict(config.examples))
+
+
+def input_fingerprint(path: str) -> Dict[str, Any]:
+  """Return the size and modification time of a local input file."""
+  status = os.stat(path)
+  return {"path": os.path.abspath(path), "bytes": status.st_size,
+          "mtime_ns": status.st_mtime_ns}
+
+
+def _comparable(job_settings: Dict[str, Any]) -> Dict[str, Any]:
+  return {key: value for key, value in job_settings.items()
+          if key not in _RUNTIME_ONLY}
+
+
+def read_summary(examples_dir: str) -> Dict[str, Any]:
+  with open(os.path.join(examples_dir, SUMMARY_FILE), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def is_current(examples_dir: str, job: ExampleJobConfig,
+               fingerprint: Dict[str, Any]) -> bool:
+  """Whether `examples_dir` holds a finished output of exactly this job."""
+  if not os.path.exists(os.path.join(examples_dir,
+                                     output_files.SUCCESS_MARKER)):
+    return False
+  try:
+    summary = read_summary(examples_dir)
+  except (OSError, ValueError):
+    return False
+  wanted = _comparable(json.loads(json.dumps(dataclasses.asdict(job))))
+  return (_comparable(summary.get("config", {})) == wanted and
+          summary.get(INPUT_FINGERPRINT_KEY) == fingerprint)
+
+
+def prepare_examples(config: PipelineConfig, ratings_path: str) -> Dict[str, Any]:
+  """Run the Spark job unless its output is current; return its summary."""
+  # Imported here because it starts nothing but pulls in pyspark, which the
+  # TFX side of the pipeline does not need.
+  from spark import job as spark_job  # pylint: disable=g-import-not-at-top
+
+  job = job_config(config, ratings_path)
+  fingerprint = input_fingerprint(ratings_path)
+  examples_dir = config.resolved_examples_dir
+  if is_current(examples_dir, job, fingerprint):
+    logging.info("Reusing the examples in %s: same input and settings",
+                 examples_dir)
+    return read_summary(examples_dir)
+
+  summary = spark_job.run_job(job)
+  summary[INPUT_FINGERPRINT_KEY] = fingerprint
+  # The fingerprint is added after the job's atomic commit; a crash between
+  # the two only costs a re-run of the job next time.
+  path = os.path.join(examples_dir, SUMMARY_FILE)
+  with open(path, "w", encoding="utf-8") as summary_file:
+    json.dump(summary, summary_file, indent=2, sort_keys=True)
+    summary_file.write("\n")
+  return summary
