@@ -88,15 +88,20 @@ def _ranking_metric_computations(
     output_names: Optional[List[str]] = None,
     example_weighted: bool = False,
 ) -> metric_types.MetricComputations:
-  """Create one combiner per model that outputs every metric at every K."""
-  del name  # Keys carry the metric names themselves.
+  """Create one combiner per model that outputs every metric at every K.
+
+  The keys leave `example_weighted` unset: these metrics weigh every user
+  equally, and TFMA builds the keys of `MetricsSpec.thresholds` the same
+  way, so a threshold on `map@K` finds the value.
+  """
+  del name, example_weighted  # Keys carry the metric names themselves.
   computations = []
   for model_name in model_names or [""]:
     for output_name in output_names or [""]:
       keys = {
           metric_name: metric_types.MetricKey(
               name=metric_name, model_name=model_name,
-              output_name=output_name, example_weighted=example_weighted)
+              output_name=output_name)
           for metric_name in (
               ranking_metrics.metric_key(metric, k)
               for metric in ranking_metrics.METRIC_NAMES
@@ -104,7 +109,7 @@ def _ranking_metric_computations(
       }
       users_key = metric_types.MetricKey(
           name="ranked_users", model_name=model_name,
-          output_name=output_name, example_weighted=example_weighted)
+          output_name=output_name)
       computations.append(
           metric_types.MetricComputation(
               keys=list(keys.values()) + [users_key],
