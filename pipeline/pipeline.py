@@ -14,6 +14,7 @@ of them and blesses the model only when MAP@K passes the gate.
 
 import dataclasses
 import os
+import posixpath
 from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -80,10 +81,17 @@ def evaluation_config(config: PipelineConfig,
       ])
 
 
-def _schema_file(config: PipelineConfig, curated: str, name: str) -> str:
-  """Return the curated schema, rewritten when the window is not 10."""
+def _schema_file(config: PipelineConfig, curated: str, name: str,
+                 schema_dir: Optional[str] = None) -> str:
+  """Return the curated schema, rewritten when the window is not 10.
+
+  `schema_dir` replaces the directory of an unchanged curated schema, for
+  runners whose components read it from another file system.
+  """
   window = config.examples.window
   if window == features.DEFAULT_WINDOW:
+    if schema_dir:
+      return posixpath.join(schema_dir, os.path.basename(curated))
     return curated
   schema = schema_files.schema_for_window(curated, window)
   directory = os.path.join(config.resolved_pipeline_root, "schemas", name)
@@ -91,7 +99,8 @@ def _schema_file(config: PipelineConfig, curated: str, name: str) -> str:
 
 
 def create_components(config: PipelineConfig, catalog_size: Optional[int],
-                      trainer_factory=None) -> List[Any]:
+                      trainer_factory=None, pusher_factory=None,
+                      schema_dir: Optional[str] = None) -> List[Any]:
   """Build the components in run order.
 
   Args:
@@ -101,6 +110,12 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
     trainer_factory: Optional callable taking the Trainer's keyword
       arguments and returning a Trainer component, so the Vertex runner can
       use the Vertex AI Trainer. None uses the standard Trainer.
+    pusher_factory: Optional callable taking the Pusher's `model` and
+      `model_blessing` keyword arguments and returning a Pusher component,
+      e.g. the Vertex AI Pusher. None pushes to `config.serving_root`.
+    schema_dir: Directory of the curated schema files as the components
+      see it, e.g. inside the pipeline image. None uses the files of this
+      checkout.
 
   Returns:
     The components, in an order valid for LocalDagRunner.
@@ -126,7 +141,7 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
       examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(
       schema_file=_schema_file(config, schema_files.EXAMPLES_SCHEMA,
-                               "examples"))
+                               "examples", schema_dir))
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs["statistics"],
       schema=schema_gen.outputs["schema"])
@@ -134,8 +149,8 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
       anomalies=example_validator.outputs["anomalies"])
 
   holdout_schema_gen = tfx.components.ImportSchemaGen(
-      schema_file=_schema_file(config, schema_files.HOLDOUT_SCHEMA,
-                               "holdout")).with_id("HoldoutSchemaGen")
+      schema_file=_schema_file(config, schema_files.HOLDOUT_SCHEMA, "holdout",
+                               schema_dir)).with_id("HoldoutSchemaGen")
 
   params = trainer_settings(config)
   cutoffs = config.evaluation.cutoffs(catalog_size)
@@ -180,12 +195,17 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
       schema=holdout_schema_gen.outputs["schema"],
       eval_config=evaluation_config(config, catalog_size))
 
-  pusher = tfx.components.Pusher(
+  pusher_args: Dict[str, Any] = dict(
       model=trainer.outputs["model"],
-      model_blessing=evaluator.outputs["blessing"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.resolved_serving_root)))
+      model_blessing=evaluator.outputs["blessing"])
+  if pusher_factory:
+    pusher = pusher_factory(**pusher_args)
+  else:
+    pusher = tfx.components.Pusher(
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.resolved_serving_root)),
+        **pusher_args)
 
   return [
       example_gen, holdout_gen, statistics_gen, schema_gen, example_validator,
@@ -197,7 +217,9 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
 def create_pipeline(config: PipelineConfig, catalog_size: Optional[int],
                     metadata_connection_config=None,
                     trainer_factory=None,
-                    beam_pipeline_args: Optional[List[str]] = None
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    pusher_factory=None,
+                    schema_dir: Optional[str] = None
                     ) -> tfx.dsl.Pipeline:
   """Build the pipeline for a runner.
 
@@ -209,11 +231,14 @@ def create_pipeline(config: PipelineConfig, catalog_size: Optional[int],
     trainer_factory: See `create_components`.
     beam_pipeline_args: Overrides `config.beam_pipeline_args`, e.g. with
       Dataflow options.
+    pusher_factory: See `create_components`.
+    schema_dir: See `create_components`.
   """
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.resolved_pipeline_root,
-      components=create_components(config, catalog_size, trainer_factory),
+      components=create_components(config, catalog_size, trainer_factory,
+                                   pusher_factory, schema_dir),
       enable_cache=True,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args

@@ -8,6 +8,20 @@ configuration fails before training starts instead of being ignored.
 import dataclasses
 from typing import Any, Dict, Tuple
 
+# Keys that the Trainer of tfx.extensions.google_cloud_ai_platform (TFX 1.16,
+# trainer/executor.py and constants.py) reads from `custom_config` to start
+# the training job. It passes the whole `custom_config` on to `run_fn`, so
+# these keys arrive next to the settings and are not settings themselves.
+CLOUD_TRAINER_KEYS = frozenset({
+    "ai_platform_training_args",  # TRAINING_ARGS_KEY
+    "ai_platform_training_job_id",  # JOB_ID_KEY
+    "ai_platform_training_labels",  # LABELS_KEY
+    "ai_platform_enable_vertex",  # ENABLE_VERTEX_KEY
+    "ai_platform_vertex_region",  # VERTEX_REGION_KEY
+    "ai_platform_training_enable_ucaip",  # ENABLE_UCAIP_KEY, deprecated
+    "ai_platform_training_ucaip_region",  # UCAIP_REGION_KEY, deprecated
+})
+
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
@@ -69,3 +83,9 @@ class Hyperparameters:
     if "hidden_units" in values:
       values["hidden_units"] = tuple(int(u) for u in values["hidden_units"])
     return cls(**values)
+
+
+def without_cloud_trainer_keys(custom_config: Dict[str, Any]) -> Dict[str, Any]:
+  """Return `custom_config` without the keys in `CLOUD_TRAINER_KEYS`."""
+  return {key: value for key, value in custom_config.items()
+          if key not in CLOUD_TRAINER_KEYS}

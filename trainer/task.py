@@ -68,8 +68,10 @@ def _distribution_strategy() -> tf.distribute.Strategy:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Train the classifier on the transformed train split and export it."""
+  # The Vertex AI Trainer adds its job settings to custom_config.
   params = hyperparameters_lib.Hyperparameters.from_custom_config(
-      fn_args.custom_config or {})
+      hyperparameters_lib.without_cloud_trainer_keys(
+          fn_args.custom_config or {}))
   keras.utils.set_random_seed(params.seed)
   tf.config.experimental.enable_op_determinism()
 
