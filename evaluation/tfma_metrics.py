@@ -101,7 +101,8 @@ def _ranking_metric_computations(
       keys = {
           metric_name: metric_types.MetricKey(
               name=metric_name, model_name=model_name,
-              output_name=output_name)
+              output_name=output_name,
+              example_weighted=None)
           for metric_name in (
               ranking_metrics.metric_key(metric, k)
               for metric in ranking_metrics.METRIC_NAMES
@@ -109,7 +110,7 @@ def _ranking_metric_computations(
       }
       users_key = metric_types.MetricKey(
           name="ranked_users", model_name=model_name,
-          output_name=output_name)
+          output_name=output_name, example_weighted=None)
       computations.append(
           metric_types.MetricComputation(
               keys=list(keys.values()) + [users_key],

@@ -169,7 +169,9 @@ def from_dict(values: Dict[str, Any], where: str = "configuration") -> PipelineC
   values = dict(values)
   sections = {}
   for name, cls in _SECTIONS.items():
-    section = values.pop(name, {}) or {}
+    section = values.pop(name, None)
+    if section is None:
+      section = {}
     if not isinstance(section, dict):
       raise ValueError(f"'{name}' in {where} must be an object, got {section!r}")
     sections[name] = _build(cls, section, f"'{name}' of {where}")
