@@ -135,7 +135,14 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
           tfx.proto.Input.Split(
               name=features.HOLDOUT_SPLIT,
               pattern=f"{features.HOLDOUT_SPLIT}/{SHARD_PATTERN}"),
-      ])).with_id("HoldoutExampleGen")
+      ]),
+      # With a single input split ExampleGen would re-split it into train
+      # and eval by hash; one output bucket keeps it whole.
+      output_config=tfx.proto.Output(
+          split_config=tfx.proto.SplitConfig(splits=[
+              tfx.proto.SplitConfig.Split(name=features.HOLDOUT_SPLIT,
+                                          hash_buckets=1)
+          ]))).with_id("HoldoutExampleGen")
 
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs["examples"])
