@@ -40,8 +40,7 @@ from cloud import paths
 from pipeline import config as config_lib
 from pipeline.examples_stage import SUMMARY_FILE
 
-# Default machine of the Trainer's custom job: 8 vCPUs and 30 GB of memory,
-# a machine type that Vertex AI custom training accepts with NVIDIA T4 GPUs.
+# Machine of the Trainer's custom job: 8 vCPUs and 30 GB of memory.
 DEFAULT_TRAINER_MACHINE_TYPE = "n1-standard-8"
 DEFAULT_ACCELERATOR_TYPE = "NVIDIA_TESLA_T4"
 DEFAULT_ACCELERATOR_COUNT = 1
@@ -50,8 +49,8 @@ DEFAULT_DATAFLOW_MAX_WORKERS = 10
 # Folder below the pipeline root for Dataflow's temporary files when
 # --dataflow-temp-location is not given.
 DEFAULT_DATAFLOW_TEMP_FOLDER = "dataflow-tmp"
-# Where the Dockerfile copies the repository (`COPY . /pipeline`), so the
-# curated schema files are at this path inside every component's container.
+# Folder of the curated schema files inside the image, because the
+# Dockerfile copies the repository to /pipeline (`COPY . /pipeline`).
 DEFAULT_IMAGE_SCHEMA_DIR = "/pipeline/schemas"
 # Prebuilt Vertex AI prediction image for TensorFlow SavedModels. 2.15 is the
 # newest TensorFlow in google-cloud-aiplatform 1.165's list of prebuilt
@@ -69,7 +68,7 @@ class CredentialsNotFoundError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class VertexSettings:
-  """Where and on what the pipeline runs on Google Cloud.
+  """Google Cloud locations and machines of one Vertex AI pipeline.
 
   Attributes:
     project: Google Cloud project id of every job.
@@ -412,6 +411,8 @@ def _build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--config", help="JSON configuration file; see "
                       "pipeline/config.py. Its paths are replaced by the "
                       "gs:// options below.")
+
+  # Project, image and Cloud Storage locations.
   parser.add_argument("--project", required=True,
                       help="Google Cloud project id.")
   parser.add_argument("--region", required=True,
@@ -423,6 +424,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="gs:// prefix for the pipeline's artifacts.")
   parser.add_argument("--examples-dir", required=True, type=_gcs_uri,
                       help="gs:// output folder of the Spark example job.")
+
+  # Push target.
   push = parser.add_mutually_exclusive_group(required=True)
   push.add_argument("--serving-root", type=_gcs_uri,
                     help="gs:// prefix that blessed SavedModels are "
@@ -437,10 +440,13 @@ def _build_parser() -> argparse.ArgumentParser:
                       default=DEFAULT_SERVING_MACHINE_TYPE,
                       help="Machine type of the endpoint's replicas "
                       "(default: %(default)s).")
+
   parser.add_argument("--catalog-size", type=_positive_int,
                       help="Items in the training catalog; sets the "
                       "reference K = catalog / 50. Default: read from "
                       "summary.json in --examples-dir.")
+
+  # Dataflow, for the Beam components.
   parser.add_argument("--dataflow-temp-location", type=_gcs_uri,
                       help="gs:// prefix for Dataflow's temporary files "
                       f"(default: PIPELINE_ROOT/{DEFAULT_DATAFLOW_TEMP_FOLDER}).")
@@ -462,6 +468,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="Service account email for the pipeline job, the "
                       "Dataflow workers and the Trainer's custom job. "
                       "Default: each service's default account.")
+
+  # The Trainer's custom job.
   parser.add_argument("--trainer-machine-type",
                       default=DEFAULT_TRAINER_MACHINE_TYPE,
                       help="Machine type of the Trainer's custom job "
@@ -473,6 +481,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       default=DEFAULT_ACCELERATOR_COUNT,
                       help="GPUs of the Trainer; 0 trains on the CPU "
                       "(default: %(default)s).")
+
   parser.add_argument("--image-schema-dir", default=DEFAULT_IMAGE_SCHEMA_DIR,
                       help="Folder of the curated schemas inside the image "
                       "(default: %(default)s).")

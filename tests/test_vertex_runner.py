@@ -46,8 +46,8 @@ RESOLVER_TASKS = {
     "latest_blessed_model_resolver-model-resolver",
     "latest_blessed_model_resolver-model-blessing-resolver",
 }
-# Tasks whose executor runs a container; the resolver tasks are queries that
-# Vertex AI answers from its metadata store.
+# Tasks whose executor runs a container. The resolver tasks are queries that
+# Vertex AI resolves against its metadata store.
 CONTAINER_TASKS = {
     "ImportExampleGen", "HoldoutExampleGen", "StatisticsGen",
     "ImportSchemaGen", "HoldoutSchemaGen", "ExampleValidator",
