@@ -72,8 +72,9 @@ def test_run_fn_accepts_vertex_custom_config(monkeypatch):
     parsed["transform_output"] = transform_output
     raise _ParsedSettings()
 
-  # run_fn reads the Transform output right after parsing its settings; the
-  # replacement stops it there, so the test needs no trained graph.
+  # For the default classifier, run_fn reads the Transform output soon after
+  # parsing its settings. The replacement stops it there, so the test needs
+  # no Transform graph.
   monkeypatch.setattr(task.tft, "TFTransformOutput", stop_after_parsing)
   fn_args = tfx.components.FnArgs(
       custom_config=_vertex_custom_config(epochs=2),
