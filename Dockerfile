@@ -61,4 +61,9 @@ COPY . /pipeline
 RUN pip install --no-deps /pipeline \
     && pip check
 
-# No ENTRYPOINT: the TFX Vertex AI runner sets each component's command.
+# Dataflow starts a custom worker image through the Beam SDK's boot program,
+# so it is copied from the Beam SDK image of the locked Beam version. On
+# Vertex AI the compiled pipeline and the Trainer extension set each
+# container's command, which replaces this entry point.
+COPY --from=apache/beam_python3.10_sdk:2.59.0 /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]
