@@ -20,12 +20,13 @@ class ExampleJobConfig:
         output_path: Directory to create. Local paths only for now.
         layout: `amazon` (no header, `item,user,rating,timestamp`, ratings 1 to 5)
             or `movielens` (header `userId,movieId,rating,timestamp`, ratings 0.5
-                    to 5).
+                to 5).
         window: Number N of previous events that form an event's history.
-        holdout: `global_time` cuts all users at one timestamp quantile;
-            `per_user` reproduces the reference walk-through: users with at least
-            `per_user_cut` events keep events 1 to `per_user_cut - 1` for training
-            and hold out events from number `per_user_cut` on.
+        holdout: `global_time` cuts all users at one timestamp quantile.
+            `per_user` reproduces the reference walk-through's protocol. Users
+            with at least `per_user_cut` events keep events 1 to
+            `per_user_cut - 1` for training and hold out the events from number
+            `per_user_cut` on. Other users keep all their events for training.
         holdout_quantile: Quantile of event timestamps used as the holdout cut.
         per_user_cut: 1-based number of the first held-out event of a user in
             `per_user` mode.
@@ -72,112 +73,120 @@ class ExampleJobConfig:
             raise ValueError(f"window must be at least 1, got {self.window}.")
         if self.per_user_cut < 2:
             raise ValueError(
-                    f"per_user_cut must be at least 2 so that every evaluated user has "
-                    f"a training event, got {self.per_user_cut}.")
+                f"per_user_cut must be at least 2 so that every evaluated user has "
+                f"a training event, got {self.per_user_cut}.")
         for name in ("holdout_quantile", "eval_quantile"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value}.")
         if not 0.0 <= self.eval_user_fraction < 1.0:
             raise ValueError(
-                    f"eval_user_fraction must be in [0, 1), got "
-                    f"{self.eval_user_fraction}.")
+                f"eval_user_fraction must be in [0, 1), got "
+                f"{self.eval_user_fraction}.")
         if self.negatives < 0:
             raise ValueError(f"negatives must be 0 or more, got {self.negatives}.")
         if self.num_shards < 1:
             raise ValueError(
-                    f"num_shards must be at least 1, got {self.num_shards}.")
+                f"num_shards must be at least 1, got {self.num_shards}.")
         if not 0.0 <= self.max_reject_fraction <= 1.0:
             raise ValueError(
-                    f"max_reject_fraction must be in [0, 1], got "
-                    f"{self.max_reject_fraction}.")
+                f"max_reject_fraction must be in [0, 1], got "
+                f"{self.max_reject_fraction}.")
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(
-                f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+            f"{name} must be one of {', '.join(choices)}; got {value!r}.")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """Build the parser of the `spark/make_examples.py` command line."""
     defaults = ExampleJobConfig(input_path="", output_path="")
     parser = argparse.ArgumentParser(
-            prog="make_examples.py",
-            description=(
+        prog="make_examples.py",
+        description=(
             "Turn a ratings CSV into gzip TFRecord shards of tf.train.Example "
             "(train/, eval/, holdout/) for TFX ImportExampleGen."))
     parser.add_argument("--input", dest="input_path", required=True,
-            help="Ratings CSV file, directory or glob (local path).")
+        help="Ratings CSV file, directory or glob (local path).")
     parser.add_argument("--output", dest="output_path", required=True,
-            help="Output directory to create (local path).")
+        help="Output directory to create (local path).")
+
     parser.add_argument(
-            "--layout", choices=LAYOUTS, default=defaults.layout,
-            help="amazon: no header, item,user,rating,timestamp, ratings 1..5. "
-            "movielens: header userId,movieId,rating,timestamp, ratings 0.5..5. "
-            "Default: %(default)s.")
+        "--layout", choices=LAYOUTS, default=defaults.layout,
+        help="amazon: no header, item,user,rating,timestamp, ratings 1..5. "
+        "movielens: header userId,movieId,rating,timestamp, ratings 0.5..5. "
+        "Default: %(default)s.")
+
     parser.add_argument(
-            "--window", type=int, default=defaults.window,
-            help="Number of previous events of the user that form the history "
-            "features. Default: %(default)s.")
+        "--window", type=int, default=defaults.window,
+        help="Number of previous events of the user that form the history "
+        "features. Default: %(default)s.")
+
     parser.add_argument(
-            "--holdout", choices=HOLDOUT_MODES, default=defaults.holdout,
-            help="global_time: events with a timestamp above the "
-            "--holdout-quantile of all timestamps are held out. per_user: the "
-            "reference walk-through's protocol; only users with at least "
-            "--per-user-cut events are evaluated, their events 1 to cut-1 (in time "
-            "order) are the training period and events from number cut on are held "
-            "out; other users keep all events for training. Default: %(default)s.")
+        "--holdout", choices=HOLDOUT_MODES, default=defaults.holdout,
+        help="global_time: events with a timestamp above the "
+        "--holdout-quantile of all timestamps are held out. per_user: the "
+        "reference walk-through's protocol. Only users with at least "
+        "--per-user-cut events are evaluated. Their events 1 to cut-1 in time "
+        "order are the training period and the events from number cut on are "
+        "held out. Other users keep all events for training. "
+        "Default: %(default)s.")
     parser.add_argument(
-            "--holdout-quantile", type=float, default=defaults.holdout_quantile,
-            help="Quantile (0, 1] of event timestamps used as the holdout cut "
-            "(nearest rank). Default: %(default)s.")
+        "--holdout-quantile", type=float, default=defaults.holdout_quantile,
+        help="Quantile (0, 1] of event timestamps used as the holdout cut "
+        "(nearest rank). Default: %(default)s.")
     parser.add_argument(
-            "--per-user-cut", type=int, default=defaults.per_user_cut,
-            help="With --holdout per_user: 1-based number of a user's first "
-            "held-out event. Default: %(default)s.")
+        "--per-user-cut", type=int, default=defaults.per_user_cut,
+        help="With --holdout per_user: 1-based number of a user's first "
+        "held-out event. Default: %(default)s.")
+
     parser.add_argument(
-            "--eval-split", choices=EVAL_SPLIT_MODES, default=defaults.eval_split,
-            help="time: training-period events after the --eval-quantile of "
-            "training-period timestamps go to eval. user: all training-period "
-            "events of a seeded --eval-user-fraction of users go to eval. "
-            "Default: %(default)s.")
+        "--eval-split", choices=EVAL_SPLIT_MODES, default=defaults.eval_split,
+        help="time: training-period events after the --eval-quantile of "
+        "training-period timestamps go to eval. user: all training-period "
+        "events of a seeded --eval-user-fraction of users go to eval. "
+        "Default: %(default)s.")
     parser.add_argument(
-            "--eval-quantile", type=float, default=defaults.eval_quantile,
-            help="Quantile (0, 1] of training-period timestamps used as the eval "
-            "cut. Default: %(default)s.")
+        "--eval-quantile", type=float, default=defaults.eval_quantile,
+        help="Quantile (0, 1] of training-period timestamps used as the eval "
+        "cut. Default: %(default)s.")
     parser.add_argument(
-            "--eval-user-fraction", type=float, default=defaults.eval_user_fraction,
-            help="Share [0, 1) of users whose events go to eval with --eval-split "
-            "user. Default: %(default)s.")
+        "--eval-user-fraction", type=float, default=defaults.eval_user_fraction,
+        help="Share [0, 1) of users whose events go to eval with --eval-split "
+        "user. Default: %(default)s.")
+
     parser.add_argument(
-            "--negatives", type=int, default=defaults.negatives,
-            help="Sampled negative examples per positive example. "
-            "Default: %(default)s.")
+        "--negatives", type=int, default=defaults.negatives,
+        help="Sampled negative examples per positive example. "
+        "Default: %(default)s.")
     parser.add_argument(
-            "--seed", type=int, default=defaults.seed,
-            help="Seed of the eval user split and the negative sampler. "
-            "Default: %(default)s.")
+        "--seed", type=int, default=defaults.seed,
+        help="Seed of the eval user split and the negative sampler. "
+        "Default: %(default)s.")
+
     parser.add_argument(
-            "--num-shards", type=int, default=defaults.num_shards,
-            help="Output files per split. Default: %(default)s.")
+        "--num-shards", type=int, default=defaults.num_shards,
+        help="Output files per split. Default: %(default)s.")
     parser.add_argument(
-            "--max-reject-fraction", type=float,
-            default=defaults.max_reject_fraction,
-            help="Fail when more than this share of input rows is invalid. "
-            "Default: %(default)s.")
+        "--max-reject-fraction", type=float,
+        default=defaults.max_reject_fraction,
+        help="Fail when more than this share of input rows is invalid. "
+        "Default: %(default)s.")
     parser.add_argument(
-            "--overwrite", action="store_true",
-            help="Replace the output directory if it exists.")
+        "--overwrite", action="store_true",
+        help="Replace the output directory if it exists.")
+
     parser.add_argument(
-            "--master", default=defaults.master,
-            help="Spark master when no session exists yet (ignored under "
-            "spark-submit, which sets its own). Default: %(default)s.")
+        "--master", default=defaults.master,
+        help="Spark master when no session exists yet (ignored under "
+        "spark-submit, which sets its own). Default: %(default)s.")
     parser.add_argument(
-            "--driver-memory", default=defaults.driver_memory,
-            help="spark.driver.memory when the job starts the JVM itself; under "
-            "spark-submit pass --driver-memory to spark-submit instead. "
-            "Default: %(default)s.")
+        "--driver-memory", default=defaults.driver_memory,
+        help="spark.driver.memory when the job starts the JVM itself. Under "
+        "spark-submit, pass --driver-memory to spark-submit instead. "
+        "Default: %(default)s.")
     return parser
 
 

@@ -1,6 +1,6 @@
 """Executor side of the job: one partition of sorted events to TFRecord shards.
 
-Each Spark partition holds whole users, sorted by user and event order (see
+Each Spark partition contains whole users, sorted by user and event order (see
 `windows.shard_and_sort`). `write_partition` turns it into three files,
 `train/`, `eval/` and `holdout/` `part-NNNNN.tfrecord.gz` with NNNNN the
 partition index, and returns only counts to the driver.
@@ -98,6 +98,10 @@ class _PartitionWriter:
         self._catalog: List[str] = settings.catalog.value
         self._catalog_index = pd.Index(self._catalog)
         self._encoder = _ItemEncoder()
+        # product_id entries of sampled negatives, by catalog index.
+        self._negative_entries: Dict[int, bytes] = {}
+        # Most users of retail data rate once, so most histories are empty.
+        self._empty_history = self._history_entry(0, 0, [], [], [])
         self.stats = dict.fromkeys(STAT_NAMES, 0)
         self._files = {}
         self._writers = {}
@@ -152,6 +156,8 @@ class _PartitionWriter:
 
     def _history_entry(self, start: int, end: int, item_list: List[str],
                        liked: List[bool], disliked: List[bool]) -> bytes:
+        if start == end and hasattr(self, "_empty_history"):
+            return self._empty_history
         recent = range(start, end)
         return (
             self._encoder.list_entry(features.TOUCHED, item_list[start:end]) +
@@ -175,19 +181,26 @@ class _PartitionWriter:
         negatives = self._sample(code, splits, group_index, group_first,
                                  group_users, catalog_rows, rows)
         entry = self._encoder.product_entry
-        catalog = self._catalog
+        negative_entries = self._negative_entries
+        groups = group_index.tolist()
+        starts = history_start.tolist()
         written_negatives = 0
         for position, row in enumerate(rows.tolist()):
-            shared = (user_entries[group_index[row]] +
-                      self._history_entry(history_start[row], row, item_list,
+            shared = (user_entries[groups[row]] +
+                      self._history_entry(starts[row], row, item_list,
                                           liked, disliked))
             writer.write(tfw.encode_example(
                 (shared, entry(item_list[row]), _TARGET_POSITIVE)))
             for negative in negatives[position]:
-                if negative >= 0:
-                    writer.write(tfw.encode_example(
-                        (shared, entry(catalog[negative]), _TARGET_NEGATIVE)))
-                    written_negatives += 1
+                if negative < 0:
+                    continue
+                product = negative_entries.get(negative)
+                if product is None:
+                    product = entry(self._catalog[negative])
+                    negative_entries[negative] = product
+                writer.write(tfw.encode_example(
+                    (shared, product, _TARGET_NEGATIVE)))
+                written_negatives += 1
         self.stats[f"{split}_negatives"] += written_negatives
 
     def _sample(self, code, splits, group_index, group_first, group_users,

@@ -2,9 +2,10 @@
 
 Every event gets one split code. Holdout events (after the holdout cut) only
 feed the per-user holdout examples. Events of the training period are
-positives of `train` or `eval`: the eval split is either the latest part of
+positives of `train` or `eval`. The eval split is either the latest part of
 the training period (a second time cut) or all events of a seeded share of
-users, so no user's neighbouring events straddle train and eval by chance.
+users. Both keep a user's neighbouring events from landing on both sides of
+the split by chance, as a random row split would.
 """
 
 import dataclasses

@@ -62,6 +62,8 @@ def create_session(config: ExampleJobConfig) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         _add_repo_root_to_pythonpath()
         if config.master.startswith("local"):
+            # Keeps the block manager and shuffle service on the loopback too.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             builder = (builder
                        .config("spark.driver.host", "127.0.0.1")
                        .config("spark.driver.bindAddress", "127.0.0.1")
@@ -69,7 +71,7 @@ def create_session(config: ExampleJobConfig) -> SparkSession:
                        .config("spark.ui.showConsoleProgress", "false"))
     session = builder.getOrCreate()
     if not under_spark_submit and config.master.startswith("local"):
-        # Spark's default of 200 shuffle partitions is sized for clusters; in
+        # Spark's default of 200 shuffle partitions is sized for clusters. In
         # local mode each extra task only adds scheduling overhead, which
         # doubled the run time on a 100,000-row input.
         parallelism = session.sparkContext.defaultParallelism
@@ -148,6 +150,7 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
     layout = rr.LAYOUTS[config.layout]
     classified = rr.classify_lines(spark, config.input_path, layout)
 
+    step = time.monotonic()
     line_counts = _count_lines(classified)
     rows_read = sum(line_counts.values())
     rejected_by_kind = {kind: line_counts.get(kind, 0)
@@ -159,6 +162,8 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
          .select(rr.SOURCE_FILE, rr.REASON, rr.RAW_LINE)
          .coalesce(1)
          .write.json(rejects_path))
+    _LOG.info("Read %d rows, rejected %d (%.1f s).", rows_read, rejected,
+              time.monotonic() - step)
     rr.check_reject_share(config.input_path, rows_read, rejected,
                           config.max_reject_fraction, rejects_path)
 
@@ -180,15 +185,18 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
 def _write_examples(spark: SparkSession, config: ExampleJobConfig,
                     staging: str, ratings: DataFrame,
                     read_counts: Dict[str, object]) -> Dict[str, object]:
-    distinct = ratings.agg(
-        F.count(F.lit(1)).alias("events"),
-        F.countDistinct(rr.USER).alias("users"),
-        F.countDistinct(rr.ITEM).alias("items")).first()
+    step = time.monotonic()
+    # The first action on `ratings` also fills its cache.
+    events = ratings.count()
     valid_rows = read_counts["rows_read"] - read_counts["rows_rejected"]
-    if distinct["events"] == 0:
+    if events == 0:
         raise rr.InputDataError(
             f"Input {config.input_path!r} has no valid rating rows.")
+    items = ratings.select(rr.ITEM).distinct().count()
+    _LOG.info("Dropped duplicates: %d events, %d items (%.1f s).", events,
+              items, time.monotonic() - step)
 
+    step = time.monotonic()
     with_split, cuts = holdout.assign_splits(ratings, config)
     if config.holdout == "per_user":
         # The per-user ranks come from a window; compute them once.
@@ -201,15 +209,21 @@ def _write_examples(spark: SparkSession, config: ExampleJobConfig,
         _LOG.warning("The train split is empty, so no negatives can be "
                      "sampled.")
     catalog_broadcast = spark.sparkContext.broadcast(catalog)
+    _LOG.info("Cut at %s (holdout) and %s (eval); catalog of %d items "
+              "(%.1f s).", cuts.holdout_cut, cuts.eval_cut, len(catalog),
+              time.monotonic() - step)
 
     settings = example_builder.PartitionSettings(
         output_root=staging, window=config.window,
         negatives=config.negatives, seed=config.seed,
         catalog=catalog_broadcast)
+    step = time.monotonic()
     stats_rows = (windows.shard_and_sort(with_split, config.num_shards)
                   .mapInPandas(example_builder.partition_function(settings),
                                example_builder.STATS_SCHEMA)
                   .collect())
+    _LOG.info("Wrote %d shards per split (%.1f s).", config.num_shards,
+              time.monotonic() - step)
     catalog_broadcast.unpersist()
     if config.holdout == "per_user":
         with_split.unpersist()
@@ -217,7 +231,8 @@ def _write_examples(spark: SparkSession, config: ExampleJobConfig,
     _fill_missing_shards(staging, config.num_shards)
     stats = {name: sum(row[name] for row in stats_rows)
              for name in example_builder.STAT_NAMES}
-    return _summary(config, read_counts, valid_rows, distinct, cuts,
+    counts = {"events": events, "users": stats["users"], "items": items}
+    return _summary(config, read_counts, valid_rows, counts, cuts,
                     len(catalog), stats)
 
 
@@ -238,7 +253,7 @@ def _fill_missing_shards(staging: str, num_shards: int) -> None:
             output_files.finish_write(temporary, path)
 
 
-def _summary(config, read_counts, valid_rows, distinct, cuts, catalog_items,
+def _summary(config, read_counts, valid_rows, counts, cuts, catalog_items,
              stats) -> Dict[str, object]:
     splits = {}
     for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
@@ -260,10 +275,10 @@ def _summary(config, read_counts, valid_rows, distinct, cuts, catalog_items,
         "output_path": config.output_path,
         "layout": config.layout,
         **read_counts,
-        "duplicates_dropped": valid_rows - distinct["events"],
-        "events": distinct["events"],
-        "users": distinct["users"],
-        "items": distinct["items"],
+        "duplicates_dropped": valid_rows - counts["events"],
+        "events": counts["events"],
+        "users": counts["users"],
+        "items": counts["items"],
         "catalog_items": catalog_items,
         "holdout_cut_timestamp": cuts.holdout_cut,
         "eval_cut_timestamp": cuts.eval_cut,

@@ -54,6 +54,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = job_config.config_from_args(argv)
+    try:
+        # Checked before the JVM starts, so that a wrong path fails in a
+        # second with one line instead of a Java stack trace.
+        output_files.check_output_free(
+            output_files.check_local(config.output_path), config.overwrite)
+        ratings_reader.check_input_path(config.input_path)
+    except (ratings_reader.InputDataError, output_files.OutputExistsError,
+            NotImplementedError) as error:
+        print(f"make_examples: error: {error}", file=sys.stderr)
+        return 2
+
     session = job.create_session(config)
     try:
         if _SHIP_PACKAGES and "PYSPARK_GATEWAY_PORT" in os.environ:

@@ -10,7 +10,7 @@ The mapping from a uniform draw to an item is exact. Let p be a user's sorted,
 unique excluded catalog indices and C the catalog size. Then q[i] = p[i] - i
 counts the allowed indices below p[i], and q is non-decreasing. For a draw r
 in [0, C - len(p)), the r-th allowed index (0-based) is x = r + #{i: p[i] < x},
-and p[i] < x holds exactly when q[i] <= r. So x = r + #{i: q[i] <= r}, which is
+and p[i] < x is true exactly when q[i] <= r. So x = r + #{i: q[i] <= r}, which is
 `r + searchsorted(q, r, side="right")`. Every allowed index is reachable and
 no excluded index is.
 """

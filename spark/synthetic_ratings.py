@@ -3,10 +3,11 @@ benchmarks.
 
 At scale 1 the output has the size of the Amazon Review Data (2018) Luxury
 Beauty ratings-only file: 574,628 rows, about 416,000 users and 12,000 items.
-Item popularity follows a Zipf-like law, most users rate once (user activity
-is also Zipf-like), ratings lean towards 5 and timestamps are whole days, as
-in the real file. The numbers are shaped to match that file's headline
-counts, not fitted to its distributions.
+Item popularity follows a Zipf-like law, and so does user activity, which
+leaves about three quarters of the users with a single rating. Ratings lean
+towards 5 and timestamps are whole days, as in the real file. Only the
+headline counts, the rating shares and the day range come from the real
+file; the popularity exponents and the time trend are assumptions.
 
 Usage:
     python -m spark.synthetic_ratings --output ratings.csv --scale 1
@@ -22,12 +23,11 @@ import pandas as pd
 BASE_ROWS = 574_628
 BASE_USERS = 416_174
 BASE_ITEMS = 12_120
-# Share of ratings 1..5 in the real file, rounded (an estimate from the
-# published star distribution of Amazon beauty reviews, skewed to 5).
-_RATING_SHARES = (0.05, 0.04, 0.08, 0.16, 0.67)
-# Days covered by the real file: 2000-01-01 to 2018-10-01.
-_FIRST_DAY = 10_957
-_LAST_DAY = 17_805
+# Share of ratings 1..5 and the covered days (2004-04-23 to 2018-05-12), as
+# measured on the first 5,000 rows of the real Luxury Beauty file.
+_RATING_SHARES = (0.097, 0.040, 0.063, 0.100, 0.700)
+_FIRST_DAY = 12_531
+_LAST_DAY = 17_663
 _SECONDS_PER_DAY = 86_400
 
 
@@ -59,7 +59,7 @@ def generate(scale: float = 1.0, seed: int = 0) -> pd.DataFrame:
     item_weights = _zipf_weights(items, exponent=0.8, rng=rng)
     item_of_row = rng.choice(items, size=rows, p=item_weights)
     ratings = rng.choice(np.arange(1, 6), size=rows, p=_RATING_SHARES)
-    # Later years have more reviews: a triangular law leaning to the end.
+    # Assumed trend: later days have more reviews (a triangular law).
     days = rng.triangular(_FIRST_DAY, _LAST_DAY, _LAST_DAY, size=rows)
     timestamps = days.astype(np.int64) * _SECONDS_PER_DAY
 

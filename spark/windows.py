@@ -2,8 +2,9 @@
 
 Amazon timestamps have day resolution, so one user often has several events
 with the same timestamp. Events are therefore ordered by (timestamp, item id,
-rating); after exact duplicates are dropped this key is unique per user, so
-the order, the windows and the holdout boundary are the same on every run.
+rating). Exact duplicates are dropped first, so this key is unique per user
+and the order, the windows and the holdout boundary are the same on every
+run.
 """
 
 from typing import Tuple
@@ -20,7 +21,7 @@ EVENT_ORDER = (rr.TIMESTAMP, rr.ITEM, rr.RATING)
 def shard_and_sort(ratings: DataFrame, num_shards: int) -> DataFrame:
     """Hash-partition events by user into `num_shards` partitions and sort them.
 
-    Each partition holds whole users, and within it the rows are sorted by
+    Each partition contains whole users, and within it the rows are sorted by
     user and then by EVENT_ORDER. Spark's hash partitioning (Murmur3 of the
     user id) is deterministic, so partition i always holds the same users and
     becomes output shard i.

@@ -20,6 +20,7 @@ def spark():
     # Python workers are separate processes: they need this interpreter and
     # the repository's packages on their path.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if repo_root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([repo_root] + paths)
