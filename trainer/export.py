@@ -90,34 +90,58 @@ class ExportModule(tf.Module):
     raw = tf.io.parse_example(serialized, self.serving_spec)
     return {PROBABILITY: self.model(self._transform(raw))}
 
-  def top_k(self, serialized: tf.Tensor, k: int) -> Dict[str, tf.Tensor]:
-    """Parse user examples and return the K best unseen items of each."""
+  def parse_user_examples(self, serialized: tf.Tensor):
+    """Parse user examples and apply Transform.
+
+    Returns:
+      (transformed user features, `seen_product_id` as a SparseTensor of raw
+      string ids, which Transform does not see).
+    """
     raw = tf.io.parse_example(serialized, self.user_spec)
     seen = raw.pop(features.SEEN)
-    transformed = self.tft_layer(raw)
+    return self.tft_layer(raw), seen
 
+  def excluded_rows(self, transformed: Dict[str, tf.Tensor],
+                    seen: tf.SparseTensor) -> tf.Tensor:
+    """Return the [users, num_rows] mask of history and seen items."""
+    seen_rows = tf.RaggedTensor.from_sparse(seen)
+    seen_rows = tf.ragged.map_flat_values(self.row_by_id.lookup, seen_rows)
+    history_rows = tf.concat(
+        [tf.RaggedTensor.from_tensor(transformed[name])
+         for name in features.HISTORY_FEATURES], axis=1)
+    return retrieval.exclusion_mask(
+        tf.concat([seen_rows, history_rows], axis=1), self.num_rows)
+
+  def search_catalog(self, transformed: Dict[str, tf.Tensor],
+                     excluded: tf.Tensor, k: int):
+    """Return (logits, rows) [users, k] of the K best vocabulary items.
+
+    Subclasses that score items differently override this method and
+    `scores_from_logits`; parsing, exclusion and id lookup stay shared.
+    """
     product_embedding = self.model.get_layer(
         model_lib.PRODUCT_EMBEDDING_LAYER)
     user_embedding = self.model.get_layer(model_lib.USER_EMBEDDING_LAYER)
     scorer = self.model.get_layer(model_lib.SCORER_LAYER)
     user_vectors = model_lib.user_tower(transformed, product_embedding,
                                         user_embedding)
-
-    seen_rows = tf.RaggedTensor.from_sparse(seen)
-    seen_rows = tf.ragged.map_flat_values(self.row_by_id.lookup, seen_rows)
-    history_rows = tf.concat(
-        [tf.RaggedTensor.from_tensor(transformed[name])
-         for name in features.HISTORY_FEATURES], axis=1)
-    excluded = retrieval.exclusion_mask(
-        tf.concat([seen_rows, history_rows], axis=1), self.num_rows)
-
-    logits, rows = retrieval.top_k_over_catalog(
+    return retrieval.top_k_over_catalog(
         user_vectors, product_embedding.embeddings, scorer.score_all,
         first_candidate=1, end_candidate=self.vocabulary_size + 1, k=k,
         excluded=excluded, hidden_width=scorer.hidden_units[0])
+
+  def scores_from_logits(self, logits: tf.Tensor) -> tf.Tensor:
+    """Return the `top_k_scores` output: the classifier's probabilities."""
+    return tf.sigmoid(logits)
+
+  def top_k(self, serialized: tf.Tensor, k: int) -> Dict[str, tf.Tensor]:
+    """Parse user examples and return the K best unseen items of each."""
+    transformed, seen = self.parse_user_examples(serialized)
+    excluded = self.excluded_rows(transformed, seen)
+    logits, rows = self.search_catalog(transformed, excluded, k)
     found = tf.math.is_finite(logits)
     ids = tf.where(found, tf.gather(self.ids_by_row, rows), NO_ITEM)
-    scores = tf.where(found, tf.sigmoid(logits), 0.0)
+    scores = tf.where(found, self.scores_from_logits(logits), 0.0)
     return {TOP_K_IDS: ids, TOP_K_SCORES: scores}
 
 

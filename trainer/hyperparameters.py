@@ -22,10 +22,14 @@ CLOUD_TRAINER_KEYS = frozenset({
     "ai_platform_training_ucaip_region",  # UCAIP_REGION_KEY, deprecated
 })
 
+CLASSIFIER = "classifier"
+TWO_TOWER = "two_tower"
+MODEL_TYPES = (CLASSIFIER, TWO_TOWER)
+
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
-  """Model and training settings of the classifier."""
+  """Model and training settings; `model_type` selects the model."""
 
   embedding_dim: int = 32
   hidden_units: Tuple[int, ...] = (64,)
@@ -46,8 +50,20 @@ class Hyperparameters:
   # Largest cut-off the Evaluator asks for; the `rank_for_evaluation`
   # signature returns this many items per user.
   evaluation_k: int = 100
+  # One of MODEL_TYPES: "classifier" (trainer/model.py) or "two_tower"
+  # (trainer/two_tower_model.py).
+  model_type: str = CLASSIFIER
+  # two_tower only: items drawn uniformly per batch as extra negatives, on
+  # top of the other positives of the batch.
+  extra_negatives: int = 0
 
   def __post_init__(self):
+    if self.model_type not in MODEL_TYPES:
+      raise ValueError(f"model_type must be one of {list(MODEL_TYPES)}, "
+                       f"got {self.model_type!r}")
+    if self.extra_negatives < 0:
+      raise ValueError(
+          f"extra_negatives must be at least 0, got {self.extra_negatives}")
     for name in ("embedding_dim", "epochs", "batch_size", "window",
                  "retrieval_k", "evaluation_k"):
       if getattr(self, name) < 1:

@@ -113,7 +113,9 @@ class CandidateScorer(keras.layers.Layer):
     return config
 
 
-def _embedding(num_rows: int, dim: int, name: str) -> keras.layers.Embedding:
+def embedding_table(num_rows: int, dim: int,
+                    name: str) -> keras.layers.Embedding:
+  """Create an id embedding table; both models use this initialization."""
   # Row 0 is padding; it is masked out of means, so its value never matters.
   return keras.layers.Embedding(
       num_rows, dim, name=name,
@@ -148,9 +150,10 @@ def build_model(num_products: int, num_users: int, window: int,
   for name in features.HISTORY_FEATURES:
     inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
 
-  product_embedding = _embedding(num_products, embedding_dim,
-                                 PRODUCT_EMBEDDING_LAYER)
-  user_embedding = _embedding(num_users, embedding_dim, USER_EMBEDDING_LAYER)
+  product_embedding = embedding_table(num_products, embedding_dim,
+                                      PRODUCT_EMBEDDING_LAYER)
+  user_embedding = embedding_table(num_users, embedding_dim,
+                                   USER_EMBEDDING_LAYER)
   user_vector = user_tower(inputs, product_embedding, user_embedding)
   candidate = product_embedding(inputs[features.PRODUCT_ID])
 

@@ -1,4 +1,8 @@
-"""TFX Trainer entry point: `run_fn` trains the classifier and exports it."""
+"""TFX Trainer entry point: `run_fn` trains the selected model and exports it.
+
+`model_type` "classifier" trains trainer/model.py here; "two_tower" hands
+over to trainer/two_tower_task.py.
+"""
 
 import os
 from typing import List
@@ -67,13 +71,22 @@ def _distribution_strategy() -> tf.distribute.Strategy:
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Train the classifier on the transformed train split and export it."""
+  """Train the model that `model_type` selects and export it."""
   # The Vertex AI Trainer adds its job settings to custom_config.
   params = hyperparameters_lib.Hyperparameters.from_custom_config(
       hyperparameters_lib.without_cloud_trainer_keys(
           fn_args.custom_config or {}))
   keras.utils.set_random_seed(params.seed)
   tf.config.experimental.enable_op_determinism()
+  if params.model_type == hyperparameters_lib.TWO_TOWER:
+    # Imported here because two_tower_task reuses this module's helpers.
+    from trainer import two_tower_task  # pylint: disable=g-import-not-at-top
+    two_tower_task.run(fn_args, params)
+    return
+  if params.model_type != hyperparameters_lib.CLASSIFIER:
+    raise ValueError(f"model_type must be one of "
+                     f"{list(hyperparameters_lib.MODEL_TYPES)}, got "
+                     f"{params.model_type!r}")
 
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   vocabulary = tft_output.vocabulary_by_name(preprocessing.PRODUCT_VOCABULARY)
