@@ -1,10 +1,10 @@
 """Implicit-feedback matrix factorization with Spark MLlib's ALS.
 
 Spark's ALS with `implicitPrefs=True` follows Hu, Koren and Volinsky,
-"Collaborative Filtering for Implicit Feedback Datasets" (ICDM 2008): every
+"Collaborative Filtering for Implicit Feedback Datasets" (ICDM 2008). Every
 (user, item) cell is a preference of 1 or 0, weighted by the confidence
-1 + alpha * r, where r here is the number of training positives of the
-pair. Users and items get integer indices from the sorted catalog and the
+1 + alpha * r. Here r is the number of training positives of the pair.
+Users and items get integer indices from the sorted catalog and the
 sorted training users, so the item id space is the model's.
 
 Scores are dot products of user and item factors, computed with numpy over

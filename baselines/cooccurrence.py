@@ -2,10 +2,11 @@
 
 Two items co-occur once for every training user whose positives contain
 both, so C[i, j] is the number of such users (i != j). A holdout user with
-history H gets score(j) = sum over distinct h in H of C[h, j]. The windowed
-variant (co-occurrence only within the last N events) would need the event
-order, which the training examples do not carry; whole-history counts are
-the simpler and usually stronger choice on small data.
+history H gets score(j) = sum over distinct h in H of C[h, j]. Pairs are
+counted over a user's whole training history, not within windows.
+
+TODO: a windowed variant could pair each train positive with its
+`touched_product_id` list (the N items before it); it is not implemented.
 
 The matrix C is never built. With X the binary train-user x item matrix,
 C = X^T X minus its diagonal, so a batch of histories B (users x items)
@@ -61,8 +62,8 @@ class CooccurrenceRanker(Ranker):
       catalog: Items to rank.
       interactions: Training positives.
       popularity: Count of each catalog item, used to break ties.
-      history: Which holdout feature is the history: "touched" (the last N
-        items, what the model sees) or "seen" (every item before the cut).
+      history: Holdout feature used as the history: "touched" (the last N
+        items, the model's input) or "seen" (every item before the cut).
       name: Method name in reports.
     """
     super().__init__(catalog)

@@ -1,7 +1,7 @@
 """Whole-catalog ranking shared by every baseline.
 
-A baseline scores every catalog item for a batch of holdout users; this
-module turns the scores into top-K lists the same way for all of them:
+A baseline scores every catalog item for a batch of holdout users. This
+module turns the scores into top-K lists the same way for all baselines:
 
 * The catalog is sorted by id, and ties go to the earlier catalog position
   (`evaluation.ranking_metrics.top_k_by_score`), so equal scores rank by id.

@@ -22,7 +22,11 @@ ALL_METHODS = (MOST_POPULAR, RECENT_POPULAR, COOCCURRENCE, ALS)
 
 @dataclasses.dataclass(frozen=True)
 class BaselineSettings:
-  """Which baselines to run and how; flat so that a JSON section maps to it."""
+  """Baseline methods and hyperparameters.
+
+  The fields are flat, not nested, so that a JSON configuration section
+  maps onto them with `pipeline.config`'s loader.
+  """
 
   methods: Tuple[str, ...] = ALL_METHODS
   # Remove each user's seen_product_id items from the ranking, as the

@@ -66,7 +66,7 @@ def write_examples_dir(root, with_timestamps=False):
                ("u3", "a"), ("u3", "b"), ("u3", "d")]
   train = [train_example(user, item, 1, 1000 + i if with_timestamps else None)
            for i, (user, item) in enumerate(positives)]
-  # A negative of an item nobody rated must not enter the catalog.
+  # An item that occurs only as a negative must not enter the catalog.
   train.append(train_example("u1", "zz_negative_only", 0))
   write_split(root, features.TRAIN_SPLIT, train)
   write_split(root, features.EVAL_SPLIT, [train_example("u1", "c", 1)])
