@@ -109,6 +109,9 @@ def model_rankings(saved_model_dir: str, records: Sequence[bytes],
   serialized holdout examples and returns `top_k_ids` [batch, K] with b""
   padding where fewer than K items remain.
 
+  NOTE: tested with a stand-in SavedModel that has this signature, not yet
+  with a model exported by the Trainer.
+
   Args:
     saved_model_dir: Directory of the serving SavedModel.
     records: Serialized holdout `tf.train.Example`s.
@@ -274,7 +277,9 @@ def evaluate_and_write(examples_dir: str, report_dir: str,
         "directory is inconsistent")
   rankings = dict(run.rankings)
   if saved_model_dir:
-    rankings[MODEL] = model_rankings(saved_model_dir, records, min_k=k)
+    # The model's K is capped at its vocabulary size, like the catalog here.
+    rankings[MODEL] = model_rankings(saved_model_dir, records,
+                                     min_k=min(k, catalog_size))
 
   details = {
       "examples_dir": os.path.abspath(examples_dir),
