@@ -21,9 +21,12 @@ which replaces the exact search when the catalog is too large for it:
 * `user_embedding`: user examples in, `user_embedding` [users, d] out, the
   query vectors.
 * `item_embeddings`: no input, `product_ids` [V] and `embeddings` [V, d]
-  out, the vectors to index. Row i holds vocabulary item i + 1, so the
+  out, the vectors to index. Row i is vocabulary item i + 1, so the
   padding and out-of-vocabulary rows, which are never results, are left
   out.
+
+NOTE: the signatures are tested through `tf.saved_model.load` only. Whether
+TensorFlow Serving accepts a signature without inputs has not been tried.
 
 The export also writes the item vectors to `assets.extra/` for ANN tools
 that do not load TensorFlow (see `write_item_embeddings`). The

@@ -62,6 +62,8 @@ def run(fn_args: tfx.components.FnArgs,
                + 1 + params.num_oov_buckets)
   logging.info("Product rows: %d, user rows: %d", num_products, num_users)
 
+  # NOTE: only the CPU path has run. MirroredStrategy on GPUs is untested
+  # for this model.
   strategy = task._distribution_strategy()  # pylint: disable=protected-access
   # Each replica takes params.batch_size positives and draws its in-batch
   # negatives from them only.
