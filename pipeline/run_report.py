@@ -43,20 +43,27 @@ def _int_property(artifact, name: str) -> Optional[int]:
   return None
 
 
+# Model names TFMA gives the evaluated model: empty when no baseline model is
+# compared, "candidate" when the latest blessed model is the baseline.
+_CANDIDATE_MODEL_NAMES = ("", "candidate")
+
+
 def read_metrics(evaluation_dir: str) -> Dict[str, float]:
-  """Return the overall-slice metrics of the candidate model."""
-  result = tfma.load_eval_result(evaluation_dir)
-  for slice_key, metrics in result.slicing_metrics:
-    if slice_key:  # Only the overall slice, whose key is empty.
+  """Return the overall-slice metrics of the evaluated (candidate) model.
+
+  Metrics of the baseline model and differences against it are left out.
+  """
+  values = {}
+  for metrics in tfma.load_metrics(evaluation_dir):
+    if metrics.slice_key.single_slice_keys:
       continue
-    values = {}
-    for output in metrics.values():
-      for sub in output.values():
-        for name, value in sub.items():
-          if "doubleValue" in value:
-            values[name] = value["doubleValue"]
-    return values
-  return {}
+    for entry in metrics.metric_keys_and_values:
+      key = entry.key
+      if key.is_diff or key.model_name not in _CANDIDATE_MODEL_NAMES:
+        continue
+      if entry.value.HasField("double_value"):
+        values[key.name] = entry.value.double_value.value
+  return values
 
 
 def read_report(metadata_path: str) -> RunReport:
