@@ -3,7 +3,9 @@
 For each scale the script writes seeded synthetic ratings (cached in the work
 directory), runs `python -m spark.make_examples` in a subprocess and reports
 wall time, input rows per second and the peak resident memory of the whole
-process tree: the Python driver, its JVM and the Python workers.
+process tree. That tree is the Python driver, its JVM and the Python workers.
+It also reports the mean load average during the run, because other work on
+the machine lengthens the wall time.
 
     python benchmarks/spark_job_benchmark.py --scales 1 10
 
@@ -54,6 +56,7 @@ def run_once(input_path: str, output_path: str, master: str,
     log_path = f"{output_path}.log"
     started = time.monotonic()
     peak = 0
+    load_samples = []
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, cwd=_REPO_ROOT, stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -63,6 +66,7 @@ def run_once(input_path: str, output_path: str, master: str,
                 peak = max(peak, _tree_rss(watched))
             except psutil.NoSuchProcess:
                 break
+            load_samples.append(os.getloadavg()[0])
             time.sleep(_SAMPLE_INTERVAL)
     wall = time.monotonic() - started
     if process.returncode != 0:
@@ -72,7 +76,11 @@ def run_once(input_path: str, output_path: str, master: str,
     with open(os.path.join(output_path, "summary.json"),
               encoding="utf-8") as handle:
         summary = json.load(handle)
-    return {"wall_seconds": wall, "peak_rss_bytes": peak, "summary": summary}
+    # Other processes on the machine slow the job down; the mean 1-minute
+    # load average during the run shows how busy the machine was.
+    mean_load = sum(load_samples) / max(1, len(load_samples))
+    return {"wall_seconds": wall, "peak_rss_bytes": peak,
+            "mean_load": mean_load, "summary": summary}
 
 
 def main() -> None:
@@ -118,6 +126,7 @@ def main() -> None:
             "wall_seconds": round(result["wall_seconds"], 1),
             "rows_per_second": round(rows / result["wall_seconds"]),
             "peak_rss_gib": round(result["peak_rss_bytes"] / 2**30, 2),
+            "mean_load_average": round(result["mean_load"], 1),
         }
         results.append(line)
         print(json.dumps(line))

@@ -6,7 +6,7 @@ Each Spark partition contains whole users, sorted by user and event order (see
 partition index, and returns only counts to the driver.
 
 Negatives of a positive share its history features. A train negative is never
-an item that the user rated in the train split; an eval negative is never an
+an item that the user rated in the train split. An eval negative is never an
 item that the user rated anywhere before the holdout cut. Both are drawn from
 the catalog of train-split items, so eval never sees an item unknown to the
 train vocabulary as a negative.
@@ -55,7 +55,7 @@ def shard_path(root: str, split: str, shard: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class PartitionSettings:
-    """What every partition task needs; pickled into the task closure."""
+    """Settings of every partition task, pickled into the task closure."""
 
     output_root: str
     window: int
@@ -101,7 +101,9 @@ class _PartitionWriter:
         # product_id entries of sampled negatives, by catalog index.
         self._negative_entries: Dict[int, bytes] = {}
         # Most users of retail data rate once, so most histories are empty.
-        self._empty_history = self._history_entry(0, 0, [], [], [])
+        self._empty_history = b"".join(
+            self._encoder.list_entry(key, [])
+            for key in (features.TOUCHED, features.LIKED, features.DISLIKED))
         self.stats = dict.fromkeys(STAT_NAMES, 0)
         self._files = {}
         self._writers = {}
@@ -156,7 +158,7 @@ class _PartitionWriter:
 
     def _history_entry(self, start: int, end: int, item_list: List[str],
                        liked: List[bool], disliked: List[bool]) -> bytes:
-        if start == end and hasattr(self, "_empty_history"):
+        if start == end:
             return self._empty_history
         recent = range(start, end)
         return (
