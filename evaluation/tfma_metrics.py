@@ -60,7 +60,7 @@ class RankingMetrics(metric_types.Metric):
 
   def __init__(self, top_k_list: Optional[List[int]] = None,
                relevant_feature: str = features.HOLDOUT_ITEMS,
-               name: str = RANKING_METRICS_NAME):
+               name: str = RANKING_METRICS_NAME, code_version: str = ""):
     """Initialize the metric.
 
     Args:
@@ -69,12 +69,16 @@ class RankingMetrics(metric_types.Metric):
         list length.
       relevant_feature: Feature that lists each user's relevant item ids.
       name: Metric name prefix; only used to label the computation.
+      code_version: Fingerprint of the project's code. The metric ignores
+        it; being part of the Evaluator's configuration, it makes TFX re-run
+        the Evaluator after a code change instead of reusing a cached result.
     """
     super().__init__(
         _ranking_metric_computations,
         top_k_list=list(top_k_list or [10]),
         relevant_feature=relevant_feature,
-        name=name)
+        name=name,
+        code_version=code_version)
 
 
 metric_types.register_metric(RankingMetrics)
@@ -87,6 +91,7 @@ def _ranking_metric_computations(
     model_names: Optional[List[str]] = None,
     output_names: Optional[List[str]] = None,
     example_weighted: bool = False,
+    code_version: str = "",
 ) -> metric_types.MetricComputations:
   """Create one combiner per model that outputs every metric at every K.
 
@@ -94,7 +99,7 @@ def _ranking_metric_computations(
   equally, and TFMA builds the keys of `MetricsSpec.thresholds` the same
   way, so a threshold on `map@K` finds the value.
   """
-  del name, example_weighted  # Keys carry the metric names themselves.
+  del name, example_weighted, code_version  # Not needed to compute.
   computations = []
   for model_name in model_names or [""]:
     for output_name in output_names or [""]:
@@ -173,6 +178,7 @@ class _RankingCombiner(beam.CombineFn):
     return output
 
 
-def metric_config_json(top_k_list: List[int]) -> str:
+def metric_config_json(top_k_list: List[int], code_version: str = "") -> str:
   """Return the `config` string of a tfma.MetricConfig for this metric."""
-  return json.dumps({"top_k_list": list(top_k_list)})
+  return json.dumps({"top_k_list": list(top_k_list),
+                     "code_version": code_version})

@@ -71,6 +71,9 @@ class EvaluationSettings:
   # Largest drop of MAP@gate_k, in absolute terms, accepted against the
   # latest blessed model. 0 means "no worse".
   max_map_regression: float = 0.0
+  # The model must also reach the most-popular baseline's MAP@gate_k on the
+  # same holdout times (1 + this margin); 0.1 means 10% better.
+  min_lift_over_popularity: float = 0.1
 
   def cutoffs(self, catalog_size: Optional[int]) -> Tuple[int, ...]:
     """Return the sorted cut-offs, the reference K included when known."""
@@ -78,6 +81,13 @@ class EvaluationSettings:
     if self.add_reference_k and catalog_size:
       ks.add(reference_k(catalog_size))
     return tuple(sorted(ks))
+
+  def effective_floor(self, popularity_map: Optional[float]) -> float:
+    """Return the MAP floor, raised to beat the popularity baseline."""
+    if popularity_map is None:
+      return self.map_floor
+    return max(self.map_floor,
+               popularity_map * (1.0 + self.min_lift_over_popularity))
 
   def gated_k(self, catalog_size: Optional[int]) -> int:
     """Return the K at which the gate reads MAP@K."""

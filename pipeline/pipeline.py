@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 
 from evaluation import tfma_metrics
 from pipeline import anomalies_gate
+from pipeline import code_version
 from pipeline.config import PipelineConfig
 from pipeline.config import trainer_settings
 from schemas import features
@@ -39,16 +40,24 @@ def map_metric_name(k: int) -> str:
   return f"map@{k}"
 
 
-def evaluation_config(config: PipelineConfig,
-                      catalog_size: Optional[int]) -> tfma.EvalConfig:
+def evaluation_config(config: PipelineConfig, catalog_size: Optional[int],
+                      popularity_map: Optional[float] = None) -> tfma.EvalConfig:
   """Return the EvalConfig: ranking metrics and the MAP@K gate.
 
   The gate fails closed: TFMA marks a thresholded metric that is never
   produced as a failed validation, so a model that cannot be evaluated is
   not blessed.
+
+  Args:
+    config: The run's configuration.
+    catalog_size: Items in the training catalog; sets the reference K.
+    popularity_map: MAP@K of the most-popular baseline on the same holdout,
+      at the gated K. When given, the floor rises to beat it by the
+      configured relative margin.
   """
   settings = config.evaluation
   gate_name = map_metric_name(settings.gated_k(catalog_size))
+  floor = settings.effective_floor(popularity_map)
   return tfma.EvalConfig(
       model_specs=[
           tfma.ModelSpec(signature_name=export.EVALUATION_SIGNATURE,
@@ -65,13 +74,14 @@ def evaluation_config(config: PipelineConfig,
                       class_name="RankingMetrics",
                       module=tfma_metrics.__name__,
                       config=tfma_metrics.metric_config_json(
-                          list(settings.cutoffs(catalog_size)))),
+                          list(settings.cutoffs(catalog_size)),
+                          code_version.code_version())),
               ],
               thresholds={
                   gate_name:
                       tfma.MetricThreshold(
                           value_threshold=tfma.GenericValueThreshold(
-                              lower_bound={"value": settings.map_floor}),
+                              lower_bound={"value": floor}),
                           change_threshold=tfma.GenericChangeThreshold(
                               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                               absolute={
@@ -100,7 +110,8 @@ def _schema_file(config: PipelineConfig, curated: str, name: str,
 
 def create_components(config: PipelineConfig, catalog_size: Optional[int],
                       trainer_factory=None, pusher_factory=None,
-                      schema_dir: Optional[str] = None) -> List[Any]:
+                      schema_dir: Optional[str] = None,
+                      popularity_map: Optional[float] = None) -> List[Any]:
   """Build the components in run order.
 
   Args:
@@ -116,6 +127,8 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
     schema_dir: Directory of the curated schema files as the components
       see it, e.g. inside the pipeline image. None uses the files of this
       checkout.
+    popularity_map: MAP@K of the most-popular baseline at the gated K on
+      the same holdout; see `evaluation_config`.
 
   Returns:
     The components, in an order valid for LocalDagRunner.
@@ -161,7 +174,8 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
 
   params = trainer_settings(config)
   cutoffs = config.evaluation.cutoffs(catalog_size)
-  params = dataclasses.replace(params, evaluation_k=max(cutoffs))
+  params = dataclasses.replace(params, evaluation_k=max(cutoffs),
+                               code_version=code_version.code_version())
 
   transform = tfx.components.Transform(
       examples=example_gen.outputs["examples"],
@@ -174,6 +188,9 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
           preprocessing.WINDOW_KEY: config.examples.window,
           preprocessing.NUM_OOV_BUCKETS_KEY: config.transform.num_oov_buckets,
           preprocessing.MIN_ITEM_COUNT_KEY: config.transform.min_item_count,
+          # Not read by preprocessing_fn: it makes TFX re-run Transform
+          # after a code change (see pipeline/code_version.py).
+          "code_version": code_version.code_version(),
       })
   transform.add_upstream_node(gate)
 
@@ -200,7 +217,7 @@ def create_components(config: PipelineConfig, catalog_size: Optional[int],
       model=trainer.outputs["model"],
       baseline_model=model_resolver.outputs["model"],
       schema=holdout_schema_gen.outputs["schema"],
-      eval_config=evaluation_config(config, catalog_size))
+      eval_config=evaluation_config(config, catalog_size, popularity_map))
 
   pusher_args: Dict[str, Any] = dict(
       model=trainer.outputs["model"],
@@ -226,7 +243,8 @@ def create_pipeline(config: PipelineConfig, catalog_size: Optional[int],
                     trainer_factory=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     pusher_factory=None,
-                    schema_dir: Optional[str] = None
+                    schema_dir: Optional[str] = None,
+                    popularity_map: Optional[float] = None
                     ) -> tfx.dsl.Pipeline:
   """Build the pipeline for a runner.
 
@@ -240,12 +258,13 @@ def create_pipeline(config: PipelineConfig, catalog_size: Optional[int],
       Dataflow options.
     pusher_factory: See `create_components`.
     schema_dir: See `create_components`.
+    popularity_map: See `create_components`.
   """
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.resolved_pipeline_root,
       components=create_components(config, catalog_size, trainer_factory,
-                                   pusher_factory, schema_dir),
+                                   pusher_factory, schema_dir, popularity_map),
       enable_cache=True,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args

@@ -96,3 +96,18 @@ def test_gate_has_floor_and_no_regression_bounds():
   threshold = spec.thresholds["map@20"]
   assert threshold.value_threshold.lower_bound.value == pytest.approx(0.05)
   assert threshold.change_threshold.absolute.value == pytest.approx(-0.001)
+
+
+def test_popularity_baseline_raises_floor():
+  config = config_lib.from_dict(
+      {"evaluation": {"map_floor": 0.01, "min_lift_over_popularity": 0.3}})
+  eval_config = pipeline_lib.evaluation_config(config, catalog_size=1000,
+                                               popularity_map=0.05)
+  threshold = eval_config.metrics_specs[0].thresholds["map@20"]
+  assert threshold.value_threshold.lower_bound.value == pytest.approx(0.065)
+
+
+def test_configured_floor_wins_over_weak_popularity():
+  config = config_lib.from_dict({"evaluation": {"map_floor": 0.1}})
+  assert config.evaluation.effective_floor(0.01) == 0.1
+  assert config.evaluation.effective_floor(None) == 0.1

@@ -56,6 +56,10 @@ class Hyperparameters:
   # two_tower only: items drawn uniformly per batch as extra negatives, on
   # top of the other positives of the batch.
   extra_negatives: int = 0
+  # Fingerprint of the project's code (pipeline/code_version.py). Training
+  # ignores it; it is here so that TFX re-runs the Trainer after a code
+  # change instead of reusing a cached model.
+  code_version: str = ""
 
   def __post_init__(self):
     if self.model_type not in MODEL_TYPES:
