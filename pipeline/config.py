@@ -20,6 +20,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from baselines.runner import BaselineSettings
 from trainer.hyperparameters import Hyperparameters
 
 # Catalog size divided by this gives the reference walk-through's K (242 for
@@ -72,8 +73,12 @@ class EvaluationSettings:
   # latest blessed model. 0 means "no worse".
   max_map_regression: float = 0.0
   # The model must also reach the most-popular baseline's MAP@gate_k on the
-  # same holdout times (1 + this margin); 0.1 means 10% better.
-  min_lift_over_popularity: float = 0.1
+  # same holdout times (1 + this margin); 0.1 means 10% better. None turns
+  # this part of the gate off.
+  min_lift_over_popularity: Optional[float] = 0.1
+  # Write the report that sets the model beside every baseline after the
+  # run (pipeline/run.py); ALS makes it the slowest step on large data.
+  write_report: bool = True
 
   def cutoffs(self, catalog_size: Optional[int]) -> Tuple[int, ...]:
     """Return the sorted cut-offs, the reference K included when known."""
@@ -84,7 +89,7 @@ class EvaluationSettings:
 
   def effective_floor(self, popularity_map: Optional[float]) -> float:
     """Return the MAP floor, raised to beat the popularity baseline."""
-    if popularity_map is None:
+    if popularity_map is None or self.min_lift_over_popularity is None:
       return self.map_floor
     return max(self.map_floor,
                popularity_map * (1.0 + self.min_lift_over_popularity))
@@ -129,6 +134,7 @@ class PipelineConfig:
   transform: TransformSettings = TransformSettings()
   trainer: Hyperparameters = Hyperparameters()
   evaluation: EvaluationSettings = EvaluationSettings()
+  baselines: BaselineSettings = BaselineSettings()
 
   def _under_root(self, value: Optional[str], *parts: str) -> str:
     if value:
@@ -151,12 +157,17 @@ class PipelineConfig:
   def resolved_serving_root(self) -> str:
     return self._under_root(self.serving_root, "serving")
 
+  @property
+  def resolved_report_dir(self) -> str:
+    return self._under_root(None, "report")
+
 
 _SECTIONS = {
     "examples": ExampleSettings,
     "transform": TransformSettings,
     "trainer": Hyperparameters,
     "evaluation": EvaluationSettings,
+    "baselines": BaselineSettings,
 }
 
 

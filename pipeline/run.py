@@ -79,8 +79,33 @@ def synthetic_ratings(config: config_lib.PipelineConfig, rows: int) -> str:
   return path
 
 
+def popularity_map(config: config_lib.PipelineConfig,
+                   catalog_size: int) -> float:
+  """Return MAP@K of the most-popular baseline at the gated K.
+
+  It is computed on the same holdout users, catalog and seen-item exclusion
+  as the model, before the pipeline runs, so the Evaluator's floor can
+  require the model to beat it.
+  """
+  # Imported here: the baselines read TFRecords with TensorFlow.
+  from baselines import data as baseline_data  # pylint: disable=g-import-not-at-top
+  from baselines import runner as baseline_runner  # pylint: disable=g-import-not-at-top
+  from evaluation import report as evaluation_report  # pylint: disable=g-import-not-at-top
+
+  k = config.evaluation.gated_k(catalog_size)
+  examples_dir = config.resolved_examples_dir
+  users = baseline_data.read_holdout(examples_dir)
+  settings = dataclasses.replace(config.baselines,
+                                 methods=(baseline_runner.MOST_POPULAR,))
+  run = baseline_runner.run_baselines(examples_dir, k, settings, users=users)
+  metrics = evaluation_report.evaluate_rankings(
+      run.rankings[baseline_runner.MOST_POPULAR], users, [k], catalog_size)
+  return metrics[evaluation_report.OVERALL][f"map@{k}"]
+
+
 def run_local(config: config_lib.PipelineConfig,
-              catalog_size: Optional[int]) -> None:
+              catalog_size: Optional[int],
+              popularity: Optional[float] = None) -> None:
   """Run the TFX pipeline with LocalDagRunner and a SQLite store."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -91,21 +116,32 @@ def run_local(config: config_lib.PipelineConfig,
       config.resolved_metadata_path)
   tfx.orchestration.LocalDagRunner().run(
       pipeline_lib.create_pipeline(config, catalog_size,
-                                   metadata_connection_config=metadata))
+                                   metadata_connection_config=metadata,
+                                   popularity_map=popularity))
+
+
+def _floor_origin(config: config_lib.PipelineConfig, popularity: float) -> str:
+  lift = config.evaluation.min_lift_over_popularity
+  if lift is None:
+    return ", the configured floor"
+  return (f", the larger of the floor {config.evaluation.map_floor} and "
+          f"most-popular's {popularity:.4f} x {1 + lift:g}")
 
 
 def print_report(config: config_lib.PipelineConfig,
-                 report: run_report.RunReport, catalog_size: int) -> None:
+                 report: run_report.RunReport, catalog_size: int,
+                 popularity: float) -> None:
   gate_k = config.evaluation.gated_k(catalog_size)
+  floor = config.evaluation.effective_floor(popularity)
   lines = [
       "",
       f"Pipeline '{config.pipeline_name}' finished.",
       f"  model:        {report.model_dir}",
       f"  evaluation:   {report.evaluation_dir}",
       f"  tensorboard:  tensorboard --logdir {report.model_run_dir}",
-      f"  blessed:      {report.blessed} (gate: map@{gate_k} >= "
-      f"{config.evaluation.map_floor}, and no worse than the latest blessed "
-      "model by more than "
+      f"  blessed:      {report.blessed} (gate: map@{gate_k} >= {floor:.4f}"
+      f"{_floor_origin(config, popularity)}, and no worse than the latest "
+      "blessed model by more than "
       f"{config.evaluation.max_map_regression})",
       f"  pushed to:    {report.pushed_dir or 'not pushed'}",
       f"  holdout users ranked: "
@@ -136,11 +172,30 @@ def main(argv: Optional[List[str]] = None) -> int:
   spark_seconds = time.monotonic() - started
   catalog_size = int(summary["catalog_items"])
 
-  run_local(config, catalog_size)
+  popularity = popularity_map(config, catalog_size)
+  run_local(config, catalog_size, popularity)
   report = run_report.read_report(config.resolved_metadata_path)
   report.component_seconds["SparkExampleJob"] = round(spark_seconds, 1)
-  print_report(config, report, catalog_size)
+  print_report(config, report, catalog_size, popularity)
+  if config.evaluation.write_report:
+    print_comparison(config, report, catalog_size)
   return 0
+
+
+def print_comparison(config: config_lib.PipelineConfig,
+                     report: run_report.RunReport, catalog_size: int) -> None:
+  """Write the model-versus-baselines report and print its overall table."""
+  from evaluation import report as evaluation_report  # pylint: disable=g-import-not-at-top
+
+  comparison = evaluation_report.evaluate_and_write(
+      config.resolved_examples_dir, config.resolved_report_dir,
+      ks=config.evaluation.cutoffs(catalog_size), settings=config.baselines,
+      saved_model_dir=report.model_dir)
+  markdown = evaluation_report.format_markdown(comparison)
+  overall = markdown.split("\n### History length")[0]
+  print(f"\nModel and baselines on the same holdout (all segments: "
+        f"{config.resolved_report_dir}/report.md):\n")
+  print(overall)
 
 
 if __name__ == "__main__":
