@@ -9,7 +9,8 @@ even though no id-based model can retrieve it.
 
 The metric is referenced from the EvalConfig by module path
 (`evaluation.tfma_metrics`), so Beam workers must have this package
-installed; the pipeline ships it as part of the project's own package.
+installed. Installing the project (locally, or in the pipeline image for
+Vertex AI and Dataflow) provides it.
 """
 
 import json
@@ -23,7 +24,7 @@ from evaluation import ranking_metrics
 from schemas import features
 
 RANKING_METRICS_NAME = "ranking_metrics"
-# Output of the evaluation signature that holds the ranked ids.
+# Output of the evaluation signature that contains the ranked ids.
 TOP_K_IDS_OUTPUT = "top_k_ids"
 
 

@@ -4,10 +4,11 @@
     python -m pipeline.run                      # synthetic data, no download
     python -m pipeline.run --config my_run.json
 
-Runs the Spark job (skipped when its output is current), then the TFX
-pipeline with LocalDagRunner, a SQLite ML Metadata store and Beam's
-DirectRunner, and prints where the model, the evaluation and the TensorBoard
-logs are, the ranking metrics, and whether the model was blessed and pushed.
+Runs the Spark job, which is skipped when its output is current, then the
+TFX pipeline with LocalDagRunner, a SQLite ML Metadata store and Beam's
+DirectRunner. It prints where the model, the evaluation and the TensorBoard
+logs are, the ranking metrics, whether the model was blessed and pushed, and
+the model beside the baselines.
 """
 
 import argparse
