@@ -7,10 +7,10 @@ Two modes are supported:
 * `cluster`: a job (`Job` with a `PySparkJob`) on an existing Dataproc
   cluster.
 
-Both ship the job the same way: the main file and a zip of the `spark` and
-`schemas` packages are uploaded to a staging prefix in Cloud Storage, and the
-zip is passed as `python_file_uris` (spark-submit's `--py-files`). Job flags
-come after `--` and reach `make_examples.py` unchanged:
+Both ship the job the same way: the main file and a zip of the `spark`,
+`schemas` and `cloud` packages are uploaded to a staging prefix in Cloud
+Storage, and the zip is passed as `python_file_uris` (spark-submit's
+`--py-files`). Job flags come after `--` and reach `make_examples.py` unchanged:
 
     python -m cloud.dataproc batch --project my-project --region europe-west4 \
         --staging-uri gs://my-bucket/staging --dry-run \

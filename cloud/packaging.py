@@ -6,7 +6,8 @@ from typing import Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Packages that the Spark example job imports on the driver and executors.
-SPARK_JOB_PACKAGES = ("spark", "schemas")
+# Executors write gs:// output through `cloud.paths`.
+SPARK_JOB_PACKAGES = ("spark", "schemas", "cloud")
 
 # Zip entries get this fixed timestamp (the earliest a zip file can store), so
 # the archive of unchanged sources has the same bytes on every build.

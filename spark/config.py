@@ -16,8 +16,9 @@ class ExampleJobConfig:
     """Settings of one run of the example job.
 
     Attributes:
-        input_path: Ratings CSV file (or a directory or glob of CSV files).
-        output_path: Directory to create. Local paths only for now.
+        input_path: Ratings CSV file (or a directory or glob of CSV files), as
+            a local path or a `gs://` URI.
+        output_path: Directory to create, as a local path or a `gs://` prefix.
         layout: `amazon` (no header, `item,user,rating,timestamp`, ratings 1 to 5)
             or `movielens` (header `userId,movieId,rating,timestamp`, ratings 0.5
                 to 5).
@@ -41,7 +42,8 @@ class ExampleJobConfig:
             by a hash of the user id.
         max_reject_fraction: Largest share of invalid input rows that the job
             accepts before it fails.
-        overwrite: Replace an existing output directory.
+        overwrite: Replace an existing output directory. A `gs://` output is
+            deleted before the job starts, not after it succeeds.
         master: Spark master URL used when the job creates its own session.
         driver_memory: `spark.driver.memory` used when the job creates its own
             session.
@@ -109,9 +111,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
             "Turn a ratings CSV into gzip TFRecord shards of tf.train.Example "
             "(train/, eval/, holdout/) for TFX ImportExampleGen."))
     parser.add_argument("--input", dest="input_path", required=True,
-        help="Ratings CSV file, directory or glob (local path).")
+        help="Ratings CSV file, directory or glob (local path or gs:// URI).")
     parser.add_argument("--output", dest="output_path", required=True,
-        help="Output directory to create (local path).")
+        help="Output directory to create (local path or gs:// prefix).")
 
     parser.add_argument(
         "--layout", choices=LAYOUTS, default=defaults.layout,

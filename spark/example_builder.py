@@ -49,8 +49,8 @@ _TARGET_NEGATIVE = tfw.int64_feature_entry(features.TARGET, [0])
 
 
 def shard_path(root: str, split: str, shard: int) -> str:
-    """Return the path of one output shard."""
-    return os.path.join(root, split, f"part-{shard:05d}.tfrecord.gz")
+    """Return the path of one shard below a directory or `gs://` prefix."""
+    return output_files.join(root, split, f"part-{shard:05d}.tfrecord.gz")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,10 @@ class PartitionSettings:
     negatives: int
     seed: int
     catalog: object  # A Spark Broadcast of the sorted catalog (list of str).
+    # fsspec options of a `gs://` output_root, from
+    # `output_files.storage_options` on the driver; empty for local output.
+    storage_options: Dict[str, object] = dataclasses.field(
+        default_factory=dict)
 
 
 class _ItemEncoder:
@@ -118,7 +122,8 @@ class _PartitionWriter:
             writer.close()
             stream, temporary, path = self._files[split]
             stream.close()
-            output_files.finish_write(temporary, path)
+            output_files.finish_write(temporary, path,
+                                      self._settings.storage_options)
 
     def abort(self) -> None:
         for stream, temporary, _ in self._files.values():

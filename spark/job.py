@@ -11,10 +11,14 @@ Output layout under `config.output_path`:
     summary.json                    counts, cut timestamps and the config
     _SUCCESS                        written last
 
-Everything is written to a hidden sibling directory first and renamed into
-place at the end, so readers never see a partial output. The executors write
-the shards; only counters, the timestamp histogram and the item catalog
-reach the driver.
+`config.output_path` is a local directory or a `gs://` prefix, and
+`config.input_path` a local path or a `gs://` URI. A local output is written
+to a hidden sibling directory first and renamed into place at the end, so
+readers never see a partial output. Cloud Storage has no such rename, so
+there the job writes below the final prefix and readers must wait for
+`_SUCCESS` (see `output_files` for the protocol). The executors write the
+shards; only counters, the timestamp histogram and the item catalog reach
+the driver.
 """
 
 import dataclasses
@@ -23,8 +27,9 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -105,39 +110,57 @@ def run_job(config: ExampleJobConfig,
       InputDataError: The input is missing, empty or has no valid rows.
       RejectedRowsError: More input rows are invalid than
         `config.max_reject_fraction` allows. The rejected rows are kept in
-        the staging directory named in the message.
+        the staging directory (local) or below the output prefix (`gs://`)
+        named in the message.
       OutputExistsError: The output exists and `config.overwrite` is False.
-      NotImplementedError: A path is not local.
+      FileNotFoundError: The bucket of a `gs://` output does not exist.
+      NotImplementedError: A path has a scheme other than `file://` and
+        `gs://`.
     """
     started = time.monotonic()
-    output_path = output_files.check_local(config.output_path)
+    output_path = output_files.resolve_output_path(config.output_path)
     output_files.check_output_free(output_path, config.overwrite)
     rr.check_input_path(config.input_path)
 
     own_session = spark is None
     if own_session:
         spark = create_session(config)
-    staging = output_files.make_staging_dir(output_path)
-    keep_staging = False
+    # A staging directory for local output, the output prefix for gs://.
+    root = output_files.start_output(output_path, config.overwrite)
+    keep_written = False
+    committed = False
     try:
-        summary = _build_outputs(spark, config, staging)
+        with rr.spark_input(spark, config.input_path) as source:
+            summary = _build_outputs(spark, config, source, root)
         summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
         output_files.write_text(
-            os.path.join(staging, SUMMARY_FILE),
+            output_files.join(root, SUMMARY_FILE),
             json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        output_files.commit_staging_dir(staging, output_path,
-                                        config.overwrite)
+        output_files.commit_output(root, output_path, config.overwrite)
+        committed = True
     except rr.RejectedRowsError:
-        keep_staging = True
+        keep_written = True
         raise
     finally:
-        if not keep_staging:
-            output_files.remove_dir(staging)
+        if not committed and not keep_written:
+            _discard(root)
         if own_session:
             spark.stop()
     _LOG.info("Example job wrote %s in %.1f s.", output_path,
               summary["elapsed_seconds"])
     return summary
+
+
+def _discard(root: str) -> None:
+    """Delete a failed run's output; log, not raise, so the cause surfaces."""
+    try:
+        output_files.remove_dir(root)
+    except Exception as error:  # pylint: disable=broad-except
+        # gcsfs raises its own HTTP errors. None of them may hide the error
+        # that failed the run, which is re-raised after this.
+        _LOG.error("Failed to delete the partial output %s of the failed run: "
+                   "%s. Delete it by hand or run with --overwrite.", root,
+                   error)
 
 
 def _count_lines(classified: DataFrame) -> Dict[Optional[str], int]:
@@ -146,9 +169,9 @@ def _count_lines(classified: DataFrame) -> Dict[Optional[str], int]:
 
 
 def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
-                   staging: str) -> Dict[str, object]:
+                   source: rr.SparkInput, root: str) -> Dict[str, object]:
     layout = rr.LAYOUTS[config.layout]
-    classified = rr.classify_lines(spark, config.input_path, layout)
+    classified = rr.classify_lines(spark, source, layout)
 
     step = time.monotonic()
     line_counts = _count_lines(classified)
@@ -156,12 +179,12 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
     rejected_by_kind = {kind: line_counts.get(kind, 0)
                         for kind in rr.REJECT_KINDS}
     rejected = sum(rejected_by_kind.values())
-    rejects_path = os.path.join(staging, REJECTS_DIR)
+    rejects_path = output_files.join(root, REJECTS_DIR)
     if rejected:
-        (classified.where(F.col(rr.REASON).isNotNull())
-         .select(rr.SOURCE_FILE, rr.REASON, rr.RAW_LINE)
-         .coalesce(1)
-         .write.json(rejects_path))
+        _write_rejects(
+            classified.where(F.col(rr.REASON).isNotNull())
+            .select(rr.SOURCE_FILE, rr.REASON, rr.RAW_LINE),
+            rejects_path)
     _LOG.info("Read %d rows, rejected %d (%.1f s).", rows_read, rejected,
               time.monotonic() - step)
     rr.check_reject_share(config.input_path, rows_read, rejected,
@@ -173,7 +196,7 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
     # pair with another timestamp or rating is kept as a separate event.
     ratings = valid.dropDuplicates().persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return _write_examples(spark, config, staging, ratings, {
+        return _write_examples(spark, config, root, ratings, {
             "rows_read": rows_read,
             "rows_rejected": rejected,
             "rejected_by_kind": rejected_by_kind,
@@ -182,8 +205,44 @@ def _build_outputs(spark: SparkSession, config: ExampleJobConfig,
         ratings.unpersist()
 
 
+def _write_rejects(rejects: DataFrame, rejects_path: str) -> None:
+    """Write rejected rows as JSON lines into one file below `rejects_path`.
+
+    Spark writes local output itself. For `gs://` one task writes
+    `part-00000.json` through `output_files`, because Spark in local mode has
+    no `gs://` file system. Both write the same keys, in the same order, and
+    leave out none, because no column of a rejected row is null.
+    """
+    if not output_files.is_gcs(rejects_path):
+        rejects.coalesce(1).write.json(rejects_path)
+        return
+    path = output_files.join(rejects_path, "part-00000.json")
+    options = output_files.storage_options(path)
+    columns = list(rejects.columns)
+
+    def write(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        stream, temporary = output_files.open_for_write(path)
+        lines = 0
+        try:
+            with stream:
+                for batch in batches:
+                    for row in batch[columns].itertuples(index=False):
+                        record = dict(zip(columns, row))
+                        stream.write(json.dumps(
+                            record, ensure_ascii=False,
+                            separators=(",", ":")).encode("utf-8") + b"\n")
+                        lines += 1
+            output_files.finish_write(temporary, path, options)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        yield pd.DataFrame({"lines": [lines]})
+
+    rejects.coalesce(1).mapInPandas(write, "lines long").collect()
+
+
 def _write_examples(spark: SparkSession, config: ExampleJobConfig,
-                    staging: str, ratings: DataFrame,
+                    root: str, ratings: DataFrame,
                     read_counts: Dict[str, object]) -> Dict[str, object]:
     step = time.monotonic()
     # The first action on `ratings` also fills its cache.
@@ -214,9 +273,10 @@ def _write_examples(spark: SparkSession, config: ExampleJobConfig,
               time.monotonic() - step)
 
     settings = example_builder.PartitionSettings(
-        output_root=staging, window=config.window,
+        output_root=root, window=config.window,
         negatives=config.negatives, seed=config.seed,
-        catalog=catalog_broadcast)
+        catalog=catalog_broadcast,
+        storage_options=output_files.storage_options(root))
     step = time.monotonic()
     stats_rows = (windows.shard_and_sort(with_split, config.num_shards)
                   .mapInPandas(example_builder.partition_function(settings),
@@ -228,7 +288,7 @@ def _write_examples(spark: SparkSession, config: ExampleJobConfig,
     if config.holdout == "per_user":
         with_split.unpersist()
 
-    _fill_missing_shards(staging, config.num_shards)
+    _fill_missing_shards(root, config.num_shards)
     stats = {name: sum(row[name] for row in stats_rows)
              for name in example_builder.STAT_NAMES}
     counts = {"events": events, "users": stats["users"], "items": items}
@@ -236,21 +296,24 @@ def _write_examples(spark: SparkSession, config: ExampleJobConfig,
                     len(catalog), stats)
 
 
-def _fill_missing_shards(staging: str, num_shards: int) -> None:
+def _fill_missing_shards(root: str, num_shards: int) -> None:
     """Write empty shards for partitions that Spark ran no task for.
 
     Every split then has exactly `num_shards` files, which keeps the layout
     the same whatever the data.
     """
     for split in example_builder.SPLIT_NAMES.values():
+        written = output_files.list_file_names(
+            output_files.join(root, split))
         for shard in range(num_shards):
-            path = example_builder.shard_path(staging, split, shard)
-            if output_files.exists(path):
+            path = example_builder.shard_path(root, split, shard)
+            if os.path.basename(path) in written:
                 continue
             stream, temporary = output_files.open_for_write(path)
             with stream:
                 tfw.GzipTFRecordWriter(stream).close()
-            output_files.finish_write(temporary, path)
+            output_files.finish_write(temporary, path,
+                                      output_files.storage_options(path))
 
 
 def _summary(config, read_counts, valid_rows, counts, cuts, catalog_items,

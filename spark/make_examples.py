@@ -2,12 +2,13 @@
 
     spark-submit spark/make_examples.py --input ratings.csv --output out/ \
         --layout movielens
-    python -m spark.make_examples --input ratings.csv --output out/
+    python -m spark.make_examples --input gs://bucket/ratings.csv \
+        --output gs://bucket/examples/run1
 
-On a cluster, ship the `spark` and `schemas` packages with `--py-files` (a
-zip or wheel). When they are not importable, this file falls back to the
-repository that contains it and ships a zip of both packages to the
-executors itself.
+On a cluster, ship the `spark`, `schemas` and `cloud` packages with
+`--py-files` (a zip or wheel). When they are not importable, this file falls
+back to the repository that contains it and ships a zip of the three
+packages to the executors itself.
 """
 
 import logging
@@ -37,10 +38,10 @@ from spark import output_files  # pylint: disable=g-import-not-at-top
 
 
 def _zip_packages(directory: str) -> str:
-    """Zip the `spark` and `schemas` packages for `SparkContext.addPyFile`."""
+    """Zip the job's packages for `SparkContext.addPyFile`."""
     path = os.path.join(directory, "make_examples_packages.zip")
     with zipfile.ZipFile(path, "w") as archive:
-        for package in ("spark", "schemas"):
+        for package in ("spark", "schemas", "cloud"):
             for root, _, names in os.walk(os.path.join(_REPO_ROOT, package)):
                 for name in sorted(names):
                     if name.endswith(".py"):
@@ -58,10 +59,13 @@ def main(argv=None) -> int:
         # Checked before the JVM starts, so that a wrong path fails in a
         # second with one line instead of a Java stack trace.
         output_files.check_output_free(
-            output_files.check_local(config.output_path), config.overwrite)
+            output_files.resolve_output_path(config.output_path),
+            config.overwrite)
         ratings_reader.check_input_path(config.input_path)
-    except (ratings_reader.InputDataError, output_files.OutputExistsError,
+    except (ValueError, FileNotFoundError, output_files.OutputExistsError,
             NotImplementedError) as error:
+        # ValueError covers InputDataError and invalid gs:// URIs, and
+        # FileNotFoundError a missing output bucket.
         print(f"make_examples: error: {error}", file=sys.stderr)
         return 2
 
@@ -73,7 +77,8 @@ def main(argv=None) -> int:
             session.sparkContext.addPyFile(_zip_packages(tempfile.mkdtemp()))
         summary = job.run_job(config, session)
     except (ratings_reader.InputDataError, ratings_reader.RejectedRowsError,
-            output_files.OutputExistsError, NotImplementedError) as error:
+            output_files.OutputExistsError, FileNotFoundError,
+            NotImplementedError) as error:
         print(f"make_examples: error: {error}", file=sys.stderr)
         return 2
     finally:

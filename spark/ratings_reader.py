@@ -6,13 +6,22 @@ turned into nulls by the CSV parser. Quoted fields are not supported: none of
 the supported layouts quotes its fields.
 """
 
+import contextlib
 import dataclasses
 import glob
+import logging
 import os
-from typing import Dict
+import posixpath
+import shutil
+import tempfile
+from typing import Dict, Iterator, List, Optional, Union
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from cloud import paths as cloud_paths
+from spark import output_files
 
 # Column names of validated ratings.
 USER = "user"
@@ -68,6 +77,9 @@ LAYOUTS: Dict[str, RatingsLayout] = {
 }
 
 
+_LOG = logging.getLogger(__name__)
+
+
 class InputDataError(ValueError):
     """Raised when the input path is missing, empty or unreadable as ratings."""
 
@@ -83,12 +95,38 @@ def check_input_path(path: str) -> None:
     into one readable message instead of a Java stack trace.
 
     Args:
-      path: Local file, directory or glob pattern.
+      path: Local file, directory or glob pattern, or the same as a `gs://`
+        URI (an object, a prefix or a glob).
+
+    Raises:
+      InputDataError: No file or object matches, or all of them are empty.
+      NotImplementedError: `path` has a URL scheme other than `file://` and
+        `gs://`.
     """
+    sizes = list(_list_input_files(path).values())
+    if not sizes:
+        raise InputDataError(
+            f"Input ratings file not found: {path!r}"
+            f"{_missing_bucket_note(path)}. Pass an existing CSV file, "
+            f"directory or glob with --input.")
+    if not any(sizes):
+        raise InputDataError(
+            f"Input ratings file is empty: {path!r}. It must contain at least "
+            f"one rating row.")
+
+
+def _list_input_files(path: str) -> Dict[str, int]:
+    """Return the files or `gs://` objects that `path` names, with sizes.
+
+    A directory or prefix stands for the files directly in it whose names
+    do not start with `.` or `_`, as Hadoop's input formats skip those.
+    """
+    if cloud_paths.is_gcs_path(path):
+        return _list_gcs_input(path)
     if "://" in path and not path.startswith("file://"):
         raise NotImplementedError(
-            f"Input {path!r}: only local paths are supported so far; copy the "
-            f"file to local disk first.")
+            f"Input {path!r}: only local paths and gs:// URIs are supported; "
+            f"copy the file to local disk or Cloud Storage first.")
     local_path = path[len("file://"):] if path.startswith("file://") else path
     if os.path.isdir(local_path):
         files = [os.path.join(local_path, name)
@@ -96,24 +134,129 @@ def check_input_path(path: str) -> None:
                  if not name.startswith((".", "_"))]
     else:
         files = glob.glob(local_path)
-    files = [name for name in files if os.path.isfile(name)]
-    if not files:
-        raise InputDataError(
-            f"Input ratings file not found: {path!r}. Pass an existing CSV "
-            f"file, directory or glob with --input.")
-    if all(os.path.getsize(name) == 0 for name in files):
-        raise InputDataError(
-            f"Input ratings file is empty: {path!r}. It must contain at least "
-            f"one rating row.")
+    return {name: os.path.getsize(name) for name in files
+            if os.path.isfile(name)}
 
 
-def classify_lines(spark: SparkSession, path: str,
+def _list_gcs_input(uri: str) -> Dict[str, int]:
+    """Return the objects that a `gs://` object, prefix or glob names."""
+    parsed = cloud_paths.parse_gcs_uri(uri)
+    filesystem = output_files.gcs_filesystem()
+    pattern = f"{parsed.bucket}/{parsed.name}"
+    try:
+        if any(character in parsed.name for character in "*?["):
+            found = filesystem.glob(pattern, detail=True)
+        else:
+            info = filesystem.info(pattern)
+            if info["type"] == "directory":
+                entries = filesystem.ls(pattern, detail=True)
+                found = {entry["name"]: entry for entry in entries
+                         if not posixpath.basename(entry["name"].rstrip("/"))
+                         .startswith((".", "_"))}
+            else:
+                found = {info["name"]: info}
+    except FileNotFoundError:
+        return {}
+    return {f"{cloud_paths.GCS_SCHEME}{name}": int(entry["size"])
+            for name, entry in found.items()
+            if entry["type"] == "file" and not name.endswith("/")}
+
+
+def _missing_bucket_note(path: str) -> str:
+    if not cloud_paths.is_gcs_path(path):
+        return ""
+    parsed = cloud_paths.parse_gcs_uri(path)
+    try:
+        # gcsfs raises FileNotFoundError when listing a missing bucket, and
+        # listing needs no permission on the bucket's metadata.
+        output_files.gcs_filesystem().find(f"{parsed.bucket}/{parsed.name}")
+    except FileNotFoundError:
+        return f" (bucket gs://{parsed.bucket} does not exist)"
+    return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SparkInput:
+    """The paths that Spark reads for one `--input`.
+
+    Attributes:
+      paths: Files, directories, globs or `gs://` URIs for `spark.read.text`.
+      copied_uris: Set when `gs://` objects were copied to local files because
+        the session cannot read `gs://`. Local file `paths[i]` is named
+        `<i>-<object base name>` and is a copy of `copied_uris[i]`.
+    """
+
+    paths: List[str]
+    copied_uris: Optional[List[str]] = None
+
+
+def session_reads_gcs(spark: SparkSession) -> bool:
+    """Return whether the session's Hadoop setup has a `gs` file system.
+
+    Dataproc images ship the Cloud Storage connector. The pyspark package from
+    PyPI has none, so local mode cannot read `gs://` paths itself.
+    """
+    # pylint: disable=protected-access
+    # PySpark has no public API for Hadoop file systems, so this goes through
+    # the Py4J gateway (_jvm) and the Java context (_jsc).
+    context = spark.sparkContext
+    hadoop_configuration = context._jsc.hadoopConfiguration()
+    file_system_class = context._jvm.org.apache.hadoop.fs.FileSystem
+    try:
+        file_system_class.getFileSystemClass("gs", hadoop_configuration)
+    except Py4JJavaError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def spark_input(spark: SparkSession, path: str) -> Iterator[SparkInput]:
+    """Yield the paths that Spark reads for `path`, copying `gs://` input.
+
+    A local path, or a `gs://` URI when the session reads `gs://` itself (on
+    Dataproc), is passed to Spark as is. Otherwise every object that `path`
+    names is downloaded to a local temporary directory, which is deleted on
+    exit. Keep the context open while Spark may still read the input.
+
+    Raises:
+      InputDataError: No object matches `path`, or all are empty.
+    """
+    if not cloud_paths.is_gcs_path(path) or session_reads_gcs(spark):
+        yield SparkInput([path])
+        return
+    # Imported here because executors import this module too, and they need
+    # neither google-cloud-storage nor absl.
+    from cloud import storage  # pylint: disable=g-import-not-at-top
+
+    check_input_path(path)
+    uris = sorted(_list_input_files(path))
+    directory = tempfile.mkdtemp(prefix="make_examples-input-")
+    try:
+        client = storage.make_client()
+        local_paths = []
+        for index, uri in enumerate(uris):
+            base_name = posixpath.basename(cloud_paths.parse_gcs_uri(uri).name)
+            local_path = os.path.join(directory, f"{index}-{base_name}")
+            storage.download_file(uri, local_path, client=client)
+            local_paths.append(local_path)
+        copied_bytes = sum(os.path.getsize(name) for name in local_paths)
+        _LOG.info("Copied %d objects (%d bytes) of %s to %s, because this "
+                  "Spark session has no gs:// file system.", len(uris),
+                  copied_bytes, path, directory)
+        yield SparkInput(local_paths, uris)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def classify_lines(spark: SparkSession, source: Union[str, SparkInput],
                    layout: RatingsLayout) -> DataFrame:
     """Read ratings lines and mark each one valid or rejected.
 
     Args:
       spark: Active session.
-      path: Local file, directory or glob of CSV files.
+      source: Local file, directory or glob of CSV files, or a `SparkInput`
+        from `spark_input`. SOURCE_FILE names the `gs://` object of a local
+        copy.
       layout: Column order, header and rating range of the files.
 
     Returns:
@@ -122,10 +265,19 @@ def classify_lines(spark: SparkSession, path: str,
       REASON (null for a valid row, else one of REJECT_KINDS), RAW_LINE and
       SOURCE_FILE. Typed columns are null on rejected rows.
     """
-    lines = spark.read.text(path).select(
+    if isinstance(source, str):
+        source = SparkInput([source])
+    source_file = F.input_file_name()
+    if source.copied_uris:
+        # The copy's name starts with the index of its object in copied_uris.
+        index = F.regexp_extract(source_file, r"/([0-9]+)-[^/]*$", 1)
+        source_file = F.element_at(
+            F.array(*[F.lit(uri) for uri in source.copied_uris]),
+            index.cast("int") + 1)
+    lines = spark.read.text(source.paths).select(
         # Files written on Windows end lines with CRLF.
         F.regexp_replace(F.col("value"), "\r$", "").alias(RAW_LINE),
-        F.input_file_name().alias(SOURCE_FILE))
+        source_file.alias(SOURCE_FILE))
     if layout.header:
         lines = lines.where(F.col(RAW_LINE) != F.lit(layout.header))
 

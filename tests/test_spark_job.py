@@ -338,10 +338,10 @@ def test_existing_output_needs_overwrite(spark, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_gcs_output_not_implemented(spark, tmp_path):
+def test_unsupported_output_scheme(spark, tmp_path):
     path = sf.write_lines(tmp_path, sf.amazon_lines([("u1", "a", 5.0, 1)]))
-    with pytest.raises(NotImplementedError, match="only local paths"):
-        sf.run(spark, path, "gs://bucket/examples")
+    with pytest.raises(NotImplementedError, match="only local paths and gs://"):
+        sf.run(spark, path, "s3://bucket/examples")
 
 
 @pytest.mark.parametrize("quantile, expected", [
