@@ -9,8 +9,8 @@ import os
 import time
 
 import pytest
-import tensorflow as tf
 from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.io import filesystem
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -62,7 +62,7 @@ def test_failed_push_keeps_earlier_version(tmp_path):
   (first,) = os.listdir(serving_root)
   time.sleep(1.1)  # Versions are Unix seconds.
 
-  with pytest.raises(tf.errors.NotFoundError):
+  with pytest.raises(filesystem.NotFoundError):
     _push(tmp_path, _model(tmp_path, "m2", broken=True), serving_root,
           name="push2")
 
