@@ -14,6 +14,7 @@ Training and evaluation examples (`train/`, `eval/`) carry:
 | `liked_product_id`       | bytes list  | 0 to N             |
 | `disliked_product_id`    | bytes list  | 0 to N             |
 | `target`                 | int64       | 1 (1 = observed event, 0 = sampled negative) |
+| `timestamp`              | int64       | 1, Unix seconds of the event; a negative has its positive's |
 
 Holdout examples (`holdout/`) describe one user at the holdout cut:
 
@@ -37,6 +38,8 @@ TOUCHED = "touched_product_id"
 LIKED = "liked_product_id"
 DISLIKED = "disliked_product_id"
 TARGET = "target"
+# Not a model input: baselines such as recent popularity read it.
+TIMESTAMP = "timestamp"
 
 SEEN = "seen_product_id"
 HOLDOUT_ITEMS = "holdout_product_id"

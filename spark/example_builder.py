@@ -136,6 +136,7 @@ class _PartitionWriter:
         users = chunk[rr.USER].to_numpy(dtype=object)
         items = chunk[rr.ITEM].to_numpy(dtype=object)
         ratings = chunk[rr.RATING].to_numpy(dtype=np.float64)
+        timestamps = chunk[rr.TIMESTAMP].to_numpy(dtype=np.int64).tolist()
         splits = chunk[holdout.SPLIT].to_numpy(dtype=np.int64)
 
         group_index, group_first = windows.group_rows(users)
@@ -157,7 +158,7 @@ class _PartitionWriter:
             self._write_positives(
                 code, splits, group_index, group_first, group_users,
                 catalog_rows, history_start, item_list, liked, disliked,
-                user_entries)
+                user_entries, timestamps)
         self._write_holdout(splits, group_first, item_list, ratings,
                             user_entries)
 
@@ -176,7 +177,7 @@ class _PartitionWriter:
 
     def _write_positives(self, code, splits, group_index, group_first,
                          group_users, catalog_rows, history_start, item_list,
-                         liked, disliked, user_entries) -> None:
+                         liked, disliked, user_entries, timestamps) -> None:
         split = SPLIT_NAMES[code]
         writer = self._writers[split]
         rows = np.flatnonzero(splits == code)
@@ -193,9 +194,12 @@ class _PartitionWriter:
         starts = history_start.tolist()
         written_negatives = 0
         for position, row in enumerate(rows.tolist()):
+            # Negatives carry the time of the event they were drawn for.
             shared = (user_entries[groups[row]] +
                       self._history_entry(starts[row], row, item_list,
-                                          liked, disliked))
+                                          liked, disliked) +
+                      tfw.int64_feature_entry(features.TIMESTAMP,
+                                              [timestamps[row]]))
             writer.write(tfw.encode_example(
                 (shared, entry(item_list[row]), _TARGET_POSITIVE)))
             for negative in negatives[position]:

@@ -13,9 +13,11 @@ from schemas import schema_files
 from transform import preprocessing
 
 
-def row(user, product, touched=(), liked=(), disliked=(), target=1):
+def row(user, product, touched=(), liked=(), disliked=(), target=1,
+        timestamp=0):
   """Return one raw training example as TFT's instance dict."""
   return {
+      features.TIMESTAMP: [timestamp],
       features.USER_ID: [user],
       features.PRODUCT_ID: [product],
       features.TOUCHED: list(touched),
