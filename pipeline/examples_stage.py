@@ -12,7 +12,9 @@ import os
 from typing import Any, Dict
 
 from absl import logging
+import fsspec
 
+from cloud import paths as cloud_paths
 from pipeline.config import PipelineConfig
 from spark import output_files
 from spark.config import ExampleJobConfig
@@ -35,7 +37,17 @@ def job_config(config: PipelineConfig, ratings_path: str) -> ExampleJobConfig:
 
 
 def input_fingerprint(path: str) -> Dict[str, Any]:
-  """Return the size and modification time of a local input file."""
+  """Return what identifies one version of the input file.
+
+  A local file is identified by its size and modification time, a
+  `gs://` object by its size and generation, which changes on every write.
+  """
+  if cloud_paths.is_gcs_path(path):
+    filesystem, _, (object_path,) = fsspec.get_fs_token_paths(
+        path, storage_options=cloud_paths.fsspec_storage_options(path))
+    info = filesystem.info(object_path)
+    return {"path": path, "bytes": info.get("size"),
+            "generation": info.get("generation")}
   status = os.stat(path)
   return {"path": os.path.abspath(path), "bytes": status.st_size,
           "mtime_ns": status.st_mtime_ns}
@@ -47,15 +59,15 @@ def _comparable(job_settings: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def read_summary(examples_dir: str) -> Dict[str, Any]:
-  with open(os.path.join(examples_dir, SUMMARY_FILE), encoding="utf-8") as f:
-    return json.load(f)
+  path = cloud_paths.join_path(examples_dir, SUMMARY_FILE)
+  with cloud_paths.open_file(path, "r") as summary_file:
+    return json.load(summary_file)
 
 
 def is_current(examples_dir: str, job: ExampleJobConfig,
                fingerprint: Dict[str, Any]) -> bool:
   """Whether `examples_dir` holds a finished output of exactly this job."""
-  if not os.path.exists(os.path.join(examples_dir,
-                                     output_files.SUCCESS_MARKER)):
+  if not output_files.is_complete(examples_dir):
     return False
   try:
     summary = read_summary(examples_dir)
@@ -82,10 +94,9 @@ def prepare_examples(config: PipelineConfig, ratings_path: str) -> Dict[str, Any
 
   summary = spark_job.run_job(job)
   summary[INPUT_FINGERPRINT_KEY] = fingerprint
-  # The fingerprint is added after the job's atomic commit; a crash between
-  # the two only costs a re-run of the job next time.
-  path = os.path.join(examples_dir, SUMMARY_FILE)
-  with open(path, "w", encoding="utf-8") as summary_file:
-    json.dump(summary, summary_file, indent=2, sort_keys=True)
-    summary_file.write("\n")
+  # The fingerprint is added after the job's commit; a crash between the
+  # two only costs a re-run of the job next time.
+  output_files.write_text(
+      cloud_paths.join_path(examples_dir, SUMMARY_FILE),
+      json.dumps(summary, indent=2, sort_keys=True) + "\n")
   return summary
