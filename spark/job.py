@@ -122,8 +122,11 @@ def run_job(config: ExampleJobConfig,
     output_files.check_output_free(output_path, config.overwrite)
     rr.check_input_path(config.input_path)
 
-    own_session = spark is None
-    if own_session:
+    # `getOrCreate` returns a session that the caller already runs, and
+    # stopping that one would break the caller, so only a session started
+    # here is stopped here.
+    own_session = spark is None and SparkSession.getActiveSession() is None
+    if spark is None:
         spark = create_session(config)
     # A staging directory for local output, the output prefix for gs://.
     root = output_files.start_output(output_path, config.overwrite)

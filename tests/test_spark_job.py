@@ -357,3 +357,19 @@ def test_nearest_rank_cut_with_ties():
     cut = holdout.nearest_rank_cut(np.array([5, 6, 9]), np.array([1, 8, 1]),
                                    0.9)
     assert cut == 6
+
+
+def test_job_keeps_callers_session(spark, tmp_path):
+    # A session that the caller started must survive a run that was not
+    # handed it, as when the pipeline command runs inside a Spark program.
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("".join(
+        f"i{i % 5},u{i % 3},{1 + i % 5}.0,{1_400_000_000 + 86_400 * i}\n"
+        for i in range(40)))
+    from spark import job as spark_job
+    from spark.config import ExampleJobConfig
+    spark_job.run_job(ExampleJobConfig(
+        input_path=str(ratings), output_path=str(tmp_path / "out"),
+        layout="amazon", num_shards=1))
+    assert spark.sparkContext._jsc is not None
+    assert spark.range(3).count() == 3
