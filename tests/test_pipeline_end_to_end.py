@@ -60,7 +60,8 @@ def _config(tmp_path, learning_rate, epochs, evaluation):
       # time cut leaves in a sample this small.
       "examples": {"holdout": "per_user", "per_user_cut": 10,
                    "num_shards": 2, "driver_memory": "2g"},
-      "trainer": {"embedding_dim": 16, "hidden_units": [32], "epochs": epochs,
+      "trainer": {"model_type": "classifier", "embedding_dim": 16,
+                  "hidden_units": [32], "epochs": epochs,
                   "batch_size": 256, "learning_rate": learning_rate},
       "evaluation": evaluation,
   }
