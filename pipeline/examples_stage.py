@@ -3,7 +3,7 @@
 ImportExampleGen fingerprints its input files, including their modification
 times, so rewriting identical shards would defeat TFX's cache. The Spark
 job is therefore run only when there is no finished output for the same
-input file and the same settings.
+input file, the same settings and the same version of the job's code.
 """
 
 import dataclasses
@@ -15,6 +15,7 @@ from absl import logging
 import fsspec
 
 from cloud import paths as cloud_paths
+from pipeline import code_version
 from pipeline.config import PipelineConfig
 from spark import output_files
 from spark.config import ExampleJobConfig
@@ -22,6 +23,10 @@ from spark.config import ExampleJobConfig
 SUMMARY_FILE = "summary.json"
 # Summary key that records which input file the examples came from.
 INPUT_FINGERPRINT_KEY = "input_fingerprint"
+# Summary key that records the version of the job's code, so that examples
+# written by older code are rebuilt rather than reused.
+CODE_VERSION_KEY = "code_version"
+JOB_PACKAGES = ("spark", "schemas")
 # Settings that change how the job runs but not what it writes.
 _RUNTIME_ONLY = ("overwrite", "master", "driver_memory")
 
@@ -75,7 +80,9 @@ def is_current(examples_dir: str, job: ExampleJobConfig,
     return False
   wanted = _comparable(json.loads(json.dumps(dataclasses.asdict(job))))
   return (_comparable(summary.get("config", {})) == wanted and
-          summary.get(INPUT_FINGERPRINT_KEY) == fingerprint)
+          summary.get(INPUT_FINGERPRINT_KEY) == fingerprint and
+          summary.get(CODE_VERSION_KEY) ==
+          code_version.code_version(packages=JOB_PACKAGES))
 
 
 def prepare_examples(config: PipelineConfig, ratings_path: str) -> Dict[str, Any]:
@@ -94,6 +101,7 @@ def prepare_examples(config: PipelineConfig, ratings_path: str) -> Dict[str, Any
 
   summary = spark_job.run_job(job)
   summary[INPUT_FINGERPRINT_KEY] = fingerprint
+  summary[CODE_VERSION_KEY] = code_version.code_version(packages=JOB_PACKAGES)
   # The fingerprint is added after the job's commit; a crash between the
   # two only costs a re-run of the job next time.
   output_files.write_text(

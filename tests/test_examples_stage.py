@@ -22,6 +22,9 @@ def _finished_output(tmp_path, ratings, config):
       "config": json.loads(json.dumps(dataclasses.asdict(job))),
       examples_stage.INPUT_FINGERPRINT_KEY:
           examples_stage.input_fingerprint(str(ratings)),
+      examples_stage.CODE_VERSION_KEY:
+          examples_stage.code_version.code_version(
+              packages=examples_stage.JOB_PACKAGES),
   }
   with open(os.path.join(examples_dir, "summary.json"), "w") as summary_file:
     json.dump(summary, summary_file)
@@ -62,6 +65,20 @@ def test_changed_settings_or_input_not_current(setup):
   ratings.write_text("i1,u1,5.0,1400000000\ni2,u1,4.0,1400000001\n")
   changed = examples_stage.input_fingerprint(str(ratings))
   assert not examples_stage.is_current(examples_dir, job, changed)
+
+
+def test_older_job_code_not_current(setup):
+  tmp_path, ratings, config = setup
+  examples_dir, job = _finished_output(tmp_path, ratings, config)
+  open(os.path.join(examples_dir, "_SUCCESS"), "w").close()
+  path = os.path.join(examples_dir, "summary.json")
+  with open(path) as summary_file:
+    summary = json.load(summary_file)
+  summary[examples_stage.CODE_VERSION_KEY] = "older"
+  with open(path, "w") as summary_file:
+    json.dump(summary, summary_file)
+  fingerprint = examples_stage.input_fingerprint(str(ratings))
+  assert not examples_stage.is_current(examples_dir, job, fingerprint)
 
 
 def test_gcs_fingerprint_follows_generation(emulator_env, tmp_path):
