@@ -24,9 +24,10 @@ from pipeline import config as config_lib
 from pipeline import examples_stage
 from pipeline import run_report
 
-# Rows of the synthetic ratings used when no file is given: a tenth of the
-# Amazon Luxury Beauty size, so the command finishes in minutes on a laptop.
-DEFAULT_SYNTHETIC_ROWS = 57_463
+# Size of the synthetic ratings used when no file is given, relative to
+# Amazon Luxury Beauty (574,628 rows): a tenth, so the command finishes in
+# minutes on a laptop.
+DEFAULT_SYNTHETIC_SCALE = 0.1
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -48,8 +49,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
   parser.add_argument("--output-root", help="Directory for all outputs "
                       "(default: runs).")
   parser.add_argument(
-      "--synthetic-rows", type=int, default=DEFAULT_SYNTHETIC_ROWS,
-      help="Rows of synthetic ratings when --ratings is not given.")
+      "--synthetic-scale", type=float, default=DEFAULT_SYNTHETIC_SCALE,
+      help="Size of the synthetic ratings used without --ratings, relative "
+      "to Amazon Luxury Beauty's 574,628 rows.")
   return parser.parse_args(argv)
 
 
@@ -68,15 +70,21 @@ def resolve_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
   return dataclasses.replace(config, **overrides)
 
 
-def synthetic_ratings(config: config_lib.PipelineConfig, rows: int) -> str:
+def synthetic_ratings(config: config_lib.PipelineConfig, scale: float) -> str:
   """Write (once) and return a synthetic Amazon-layout ratings file."""
   from spark import synthetic_ratings as synthetic  # pylint: disable=g-import-not-at-top
 
+  if scale <= 0:
+    raise ValueError(f"--synthetic-scale must be positive, got {scale}")
   path = os.path.join(config.output_root, config.pipeline_name,
-                      f"synthetic_ratings_{rows}.csv")
+                      f"synthetic_ratings_scale{scale:g}_seed"
+                      f"{config.examples.seed}.csv")
   if not os.path.exists(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    synthetic.write_csv(path, rows=rows, seed=config.examples.seed)
+    # Written under a temporary name so an interrupted run leaves no
+    # truncated file that a later run would take as complete.
+    partial = f"{path}.partial"
+    synthetic.write_csv(partial, scale=scale, seed=config.examples.seed)
+    os.replace(partial, path)
   return path
 
 
@@ -163,8 +171,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   logging.set_verbosity(logging.INFO)
   args = parse_args(sys.argv[1:] if argv is None else argv)
   config = resolve_config(args)
-  ratings_path = config.ratings_path or synthetic_ratings(config,
-                                                          args.synthetic_rows)
+  ratings_path = config.ratings_path or synthetic_ratings(
+      config, args.synthetic_scale)
   if not config.ratings_path:
     config = dataclasses.replace(config, layout="amazon")
 
