@@ -23,6 +23,7 @@ from absl import logging
 from pipeline import config as config_lib
 from pipeline import examples_stage
 from pipeline import run_report
+from spark import ratings_reader
 
 # Size of the synthetic ratings used when no file is given, relative to
 # Amazon Luxury Beauty (574,628 rows): a tenth, so the command finishes in
@@ -167,18 +168,54 @@ def print_report(config: config_lib.PipelineConfig,
   print("\n".join(lines))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  logging.set_verbosity(logging.INFO)
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  config = resolve_config(args)
+class NoHoldoutUsersError(ValueError):
+  """The examples hold no user to evaluate, so no model can be judged."""
+
+
+def print_examples_summary(summary: dict) -> None:
+  """Print what the Spark job kept, dropped and set aside."""
+  rejected = {kind: count for kind, count in
+              summary.get("rejected_by_kind", {}).items() if count}
+  lines = [
+      f"Examples: {summary['rows_read']} rows read, "
+      f"{summary['rows_rejected']} rejected "
+      f"{rejected if rejected else ''}, "
+      f"{summary['duplicates_dropped']} exact duplicates dropped; "
+      f"{summary['users']} users, catalog of {summary['catalog_items']} items; "
+      f"{summary['holdout_users']} holdout users "
+      f"({summary['cold_start_users']} cold-start users left out).",
+  ]
+  if summary["rows_rejected"]:
+    lines.append(f"  Rejected rows and reasons: "
+                 f"{summary['output_path']}/rejects/")
+  print("\n".join(lines))
+
+
+def check_holdout(summary: dict) -> None:
+  if not summary.get("holdout_users"):
+    raise NoHoldoutUsersError(
+        f"the ratings in {summary.get('input_path')} leave no holdout user: "
+        f"{summary.get('cold_start_users', 0)} users rated only after the "
+        "holdout cut and none rated both before and after it, so no model "
+        "can be evaluated. Use more data, a lower examples.holdout_quantile, "
+        'or examples.holdout "per_user" in the --config file.')
+
+
+def run(args: argparse.Namespace, config: config_lib.PipelineConfig) -> int:
+  """Run every stage; see the module docstring."""
   ratings_path = config.ratings_path or synthetic_ratings(
       config, args.synthetic_scale)
   if not config.ratings_path:
     config = dataclasses.replace(config, layout="amazon")
+  # Checked before the input is fingerprinted, for the job's clear message
+  # about a missing or empty file.
+  ratings_reader.check_input_path(ratings_path)
 
   started = time.monotonic()
   summary = examples_stage.prepare_examples(config, ratings_path)
   spark_seconds = time.monotonic() - started
+  print_examples_summary(summary)
+  check_holdout(summary)
   catalog_size = int(summary["catalog_items"])
 
   popularity = popularity_map(config, catalog_size)
@@ -189,6 +226,26 @@ def main(argv: Optional[List[str]] = None) -> int:
   if config.evaluation.write_report:
     print_comparison(config, report, catalog_size)
   return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  logging.set_verbosity(logging.INFO)
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    config = resolve_config(args)
+  except (ValueError, TypeError, FileNotFoundError) as error:
+    # Unknown keys, values of the wrong type or out of range, missing file.
+    print(f"error: invalid configuration: {error}", file=sys.stderr)
+    return 2
+  try:
+    return run(args, config)
+  except ratings_reader.RejectedRowsError as error:
+    print(f"error: {error}\nWith python -m pipeline.run, raise the limit "
+          "with examples.max_reject_fraction in the --config file.",
+          file=sys.stderr)
+  except (ratings_reader.InputDataError, NoHoldoutUsersError) as error:
+    print(f"error: {error}", file=sys.stderr)
+  return 2
 
 
 def print_comparison(config: config_lib.PipelineConfig,

@@ -36,3 +36,26 @@ def test_synthetic_scale_must_be_positive(tmp_path):
   config = config_lib.PipelineConfig(output_root=str(tmp_path))
   with pytest.raises(ValueError, match="synthetic-scale"):
     run_lib.synthetic_ratings(config, scale=0)
+
+
+def test_missing_ratings_file_clear_error(tmp_path, capsys):
+  code = run_lib.main(["--ratings", str(tmp_path / "nope.csv"),
+                       "--output-root", str(tmp_path)])
+  assert code == 2
+  error = capsys.readouterr().err
+  assert "nope.csv" in error
+  assert "Traceback" not in error
+
+
+def test_config_typo_clear_error(tmp_path, capsys):
+  config = tmp_path / "c.json"
+  config.write_text('{"trainer": {"epoch": 2}}')
+  assert run_lib.main(["--config", str(config)]) == 2
+  assert "epoch" in capsys.readouterr().err
+
+
+def test_no_holdout_users_clear_error():
+  summary = {"input_path": "r.csv", "holdout_users": 0,
+             "cold_start_users": 7}
+  with pytest.raises(run_lib.NoHoldoutUsersError, match="r.csv"):
+    run_lib.check_holdout(summary)
