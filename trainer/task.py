@@ -8,6 +8,7 @@ import os
 from typing import List
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -23,20 +24,89 @@ from transform import preprocessing
 PRODUCT_METADATA_FILE = "product_embedding_metadata.tsv"
 
 
+# Largest training split that `_content_ordered` loads into memory to make
+# the example order independent of the files. At about 300 bytes per
+# transformed example with a window of 10, this is about 1.5 GB.
+MAX_IN_MEMORY_EXAMPLES = 5_000_000
+_READ_BATCH = 65_536
+
+
+def _content_ordered(dataset: tf.data.Dataset, seed: int, batch_size: int
+                     ) -> tf.data.Dataset:
+  """Return the examples sorted by content, shuffled by seed, and batched.
+
+  ExampleGen passes its records through Beam's Reshuffle, so the record
+  order of its output, and of Transform's after it, differs between runs
+  of the same input. A seeded shuffle of that order still differs. Sorting
+  the examples by their values first makes the shuffled order, and so the
+  trained weights, depend on the content and the seed alone.
+
+  Args:
+    dataset: Unshuffled (features, label) batches.
+    seed: Shuffle seed.
+    batch_size: Batch size of the result.
+
+  Returns:
+    The reordered (features, label) batches, or None when the split has
+    more than MAX_IN_MEMORY_EXAMPLES examples.
+  """
+  feature_parts, label_parts, count = {}, [], 0
+  for batch_features, label in dataset.rebatch(_READ_BATCH):
+    count += int(tf.shape(label)[0])
+    if count > MAX_IN_MEMORY_EXAMPLES:
+      return None
+    for name, values in batch_features.items():
+      feature_parts.setdefault(name, []).append(values.numpy())
+    label_parts.append(label.numpy())
+  if not label_parts:
+    return None
+  columns = {name: np.concatenate(parts) for name, parts in
+             feature_parts.items()}
+  labels = np.concatenate(label_parts)
+  # np.lexsort sorts by the last key first; every column takes part, so
+  # only identical examples tie, and their order does not matter.
+  keys = []
+  for values in [labels] + [columns[name] for name in sorted(columns)]:
+    flat = values.reshape(len(labels), -1)
+    keys.extend(flat[:, i] for i in range(flat.shape[1]))
+  order = np.lexsort(keys[::-1])
+  sorted_features = {name: values[order] for name, values in columns.items()}
+  return (tf.data.Dataset.from_tensor_slices((sorted_features, labels[order]))
+          .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size))
+
+
 def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tft_output: tft.TFTransformOutput, batch_size: int,
              positive_weight: float, shuffle: bool, seed: int) -> tf.data.Dataset:
-  """Read transformed examples as (features, label, weight) batches."""
-  dataset = data_accessor.tf_dataset_factory(
-      file_pattern,
-      tfxio.TensorFlowDatasetOptions(
-          batch_size=batch_size, label_key=features.TARGET, num_epochs=1,
-          shuffle=shuffle, shuffle_seed=seed, shuffle_buffer_size=100_000,
-          # One reader keeps the example order, and so the metrics, the same
-          # from run to run.
-          sloppy_ordering=False,
-          reader_num_threads=1),
-      tft_output.transformed_metadata.schema)
+  """Read transformed examples as (features, label, weight) batches.
+
+  With `shuffle`, the order depends only on the examples and the seed when
+  the split fits in memory (see `_content_ordered`); a larger split is
+  shuffled as read, in an order that varies between runs.
+  """
+  def read(shuffle_files: bool) -> tf.data.Dataset:
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, label_key=features.TARGET, num_epochs=1,
+            shuffle=shuffle_files, shuffle_seed=seed,
+            shuffle_buffer_size=100_000, sloppy_ordering=False,
+            reader_num_threads=1),
+        tft_output.transformed_metadata.schema)
+
+  dataset = None
+  if shuffle:
+    dataset = _content_ordered(read(shuffle_files=False), seed, batch_size)
+    if dataset is None:
+      # NOTE: above MAX_IN_MEMORY_EXAMPLES training is not repeatable from
+      # run to run, because ExampleGen's output order is not.
+      logging.warning("More than %d training examples: shuffling as read, "
+                      "so runs on the same data may train differently.",
+                      MAX_IN_MEMORY_EXAMPLES)
+      dataset = read(shuffle_files=True)
+  else:
+    dataset = read(shuffle_files=False)
 
   def add_weight(batch_features, label):
     label = tf.reshape(label, [-1])
