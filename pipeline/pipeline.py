@@ -13,6 +13,7 @@ of them and blesses the model only when MAP@K passes the gate.
 """
 
 import dataclasses
+import hashlib
 import os
 import posixpath
 from typing import Any, Dict, List, Optional
@@ -93,18 +94,25 @@ def evaluation_config(config: PipelineConfig, catalog_size: Optional[int],
 
 def _schema_file(config: PipelineConfig, curated: str, name: str,
                  schema_dir: Optional[str] = None) -> str:
-  """Return the curated schema, rewritten when the window is not 10.
+  """Return the schema file for ImportSchemaGen.
+
+  ImportSchemaGen's cache key is the file's path, not its content, so the
+  schema is written to a directory named by a hash of its content: an
+  edited curated schema, or another window length, gets a new path and
+  ImportSchemaGen runs again.
 
   `schema_dir` replaces the directory of an unchanged curated schema, for
   runners whose components read it from another file system.
   """
   window = config.examples.window
-  if window == features.DEFAULT_WINDOW:
-    if schema_dir:
-      return posixpath.join(schema_dir, os.path.basename(curated))
-    return curated
+  if window == features.DEFAULT_WINDOW and schema_dir:
+    # NOTE: inside the image the path stays the same when the schema
+    # changes, so a cached ImportSchemaGen may keep the old schema there.
+    return posixpath.join(schema_dir, os.path.basename(curated))
   schema = schema_files.schema_for_window(curated, window)
-  directory = os.path.join(config.resolved_pipeline_root, "schemas", name)
+  digest = hashlib.sha256(schema.SerializeToString(deterministic=True))
+  directory = os.path.join(config.resolved_pipeline_root, "schemas",
+                           f"{name}-{digest.hexdigest()[:16]}")
   return schema_files.write_schema(schema, directory)
 
 

@@ -111,3 +111,20 @@ def test_configured_floor_wins_over_weak_popularity():
   config = config_lib.from_dict({"evaluation": {"map_floor": 0.1}})
   assert config.evaluation.effective_floor(0.01) == 0.1
   assert config.evaluation.effective_floor(None) == 0.1
+
+
+def test_schema_path_follows_content(tmp_path):
+  config = config_lib.from_dict({"pipeline_root": str(tmp_path)})
+  from schemas import schema_files
+  default = pipeline_lib._schema_file(config, schema_files.EXAMPLES_SCHEMA,
+                                      "examples")
+  assert default.startswith(str(tmp_path))
+  assert schema_files.load_schema(default) == schema_files.schema_for_window(
+      schema_files.EXAMPLES_SCHEMA, 10)
+  shorter = config_lib.from_dict({"pipeline_root": str(tmp_path),
+                                  "examples": {"window": 5}})
+  other = pipeline_lib._schema_file(shorter, schema_files.EXAMPLES_SCHEMA,
+                                    "examples")
+  assert other != default
+  assert pipeline_lib._schema_file(
+      config, schema_files.EXAMPLES_SCHEMA, "examples") == default
