@@ -100,8 +100,11 @@ def test_local_create_registers_pipeline(tmp_path):
   assert pipeline_args["pipeline_root"] == str(
       tmp_path / "runs" / PIPELINE_NAME / "tfx")
   assert pipeline_args["pipeline_dsl_path"] == runner_file
-  # The CLI only records the pipeline: no component has run.
-  assert not (tmp_path / "runs" / PIPELINE_NAME / "tfx").exists()
+  # The CLI only records the pipeline: no component has run. Building the
+  # pipeline writes the schema copies that ImportSchemaGen reads, nothing
+  # else.
+  pipeline_root = tmp_path / "runs" / PIPELINE_NAME / "tfx"
+  assert sorted(os.listdir(pipeline_root)) == ["schemas"]
 
   listed = _run_cli(["pipeline", "list", "--engine", "local"], env, tmp_path)
   assert listed.returncode == 0, listed.stderr[-3000:]
