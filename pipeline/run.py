@@ -178,8 +178,8 @@ def print_examples_summary(summary: dict) -> None:
               summary.get("rejected_by_kind", {}).items() if count}
   lines = [
       f"Examples: {summary['rows_read']} rows read, "
-      f"{summary['rows_rejected']} rejected "
-      f"{rejected if rejected else ''}, "
+      f"{summary['rows_rejected']} rejected"
+      f"{f' {rejected}' if rejected else ''}, "
       f"{summary['duplicates_dropped']} exact duplicates dropped; "
       f"{summary['users']} users, catalog of {summary['catalog_items']} items; "
       f"{summary['holdout_users']} holdout users "
