@@ -121,6 +121,7 @@ def run_job(config: ExampleJobConfig,
     output_path = output_files.resolve_output_path(config.output_path)
     output_files.check_output_free(output_path, config.overwrite)
     rr.check_input_path(config.input_path)
+    rr.check_layout(config.input_path, config.layout)
 
     # `getOrCreate` returns a session that the caller already runs, and
     # stopping that one would break the caller, so only a session started

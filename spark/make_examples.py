@@ -62,6 +62,7 @@ def main(argv=None) -> int:
             output_files.resolve_output_path(config.output_path),
             config.overwrite)
         ratings_reader.check_input_path(config.input_path)
+        ratings_reader.check_layout(config.input_path, config.layout)
     except (ValueError, FileNotFoundError, output_files.OutputExistsError,
             NotImplementedError) as error:
         # ValueError covers InputDataError and invalid gs:// URIs, and

@@ -115,6 +115,50 @@ def check_input_path(path: str) -> None:
             f"one rating row.")
 
 
+def _first_line(name: str) -> str:
+    """Return the first line of a local file or `gs://` object, decoded."""
+    if cloud_paths.is_gcs_path(name):
+        opened = output_files.gcs_filesystem().open(name, "rb")
+    else:
+        opened = open(name[len("file://"):] if name.startswith("file://")
+                      else name, "rb")
+    with opened as handle:
+        # A bounded read: a file without line breaks is not loaded whole.
+        start = handle.read(4096)
+    return start.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+
+
+def check_layout(path: str, layout_name: str) -> None:
+    """Raise `InputDataError` when the first file's header contradicts the layout.
+
+    A MovieLens file read as `amazon` would only be caught if enough of its
+    rows fell outside the Amazon rating range, and an Amazon file read as
+    `movielens` would swap users and items without one rejected row, so the
+    header decides on the driver before any work starts.
+
+    Args:
+      path: As for `check_input_path`, which must have passed.
+      layout_name: A key of LAYOUTS.
+    """
+    files = sorted(name for name, size in _list_input_files(path).items()
+                   if size)
+    if not files:
+        return
+    first = _first_line(files[0])
+    movielens_header = LAYOUTS["movielens"].header
+    layout = LAYOUTS[layout_name]
+    if layout.header and first != layout.header:
+        raise InputDataError(
+            f"Input {files[0]!r} does not start with the {layout.name} header "
+            f"{layout.header!r} (its first line is {first[:80]!r}). Check "
+            f"--layout: Amazon ratings files have no header and use 'amazon'.")
+    if not layout.header and first == movielens_header:
+        raise InputDataError(
+            f"Input {files[0]!r} starts with the MovieLens header "
+            f"{movielens_header!r}, but the layout is {layout.name!r}. Use "
+            f"--layout movielens.")
+
+
 def _list_input_files(path: str) -> Dict[str, int]:
     """Return the files or `gs://` objects that `path` names, with sizes.
 
