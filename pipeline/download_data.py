@@ -66,6 +66,12 @@ def _fetch(url: str) -> bytes:
   try:
     with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
       return response.read()
+  except urllib.error.HTTPError as error:
+    # The server was reached, so the machine is online: the file is gone.
+    raise DownloadError(
+        f"could not download {url}: the server returned HTTP {error.code} "
+        f"({error.reason}). The data set may have moved; give its new "
+        "address with --url.") from None
   except (urllib.error.URLError, OSError) as error:
     reason = getattr(error, "reason", error)
     raise DownloadError(

@@ -79,3 +79,10 @@ def test_cli_exit_code_when_offline(tmp_path, capsys):
                              "--url", f"http://127.0.0.1:{port}/x.zip"])
   assert code == 1
   assert "could not download" in capsys.readouterr().err
+
+
+def test_missing_file_on_server_names_http_status(http_root, tmp_path):
+  _, base = http_root
+  with pytest.raises(download_data.DownloadError, match="HTTP 404"):
+    download_data.download("movielens-small", str(tmp_path / "d"),
+                           url=f"{base}/moved.zip")
