@@ -21,6 +21,7 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 from baselines.runner import BaselineSettings
+from spark.config import ExampleJobConfig
 from trainer.hyperparameters import Hyperparameters
 
 # Catalog size divided by this gives the reference walk-through's K (242 for
@@ -28,22 +29,27 @@ from trainer.hyperparameters import Hyperparameters
 REFERENCE_CATALOG_DIVISOR = 50
 
 
+# Defaults of the Spark job, so the two configurations cannot drift apart.
+_JOB_DEFAULTS = {field.name: field.default
+                 for field in dataclasses.fields(ExampleJobConfig)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ExampleSettings:
   """Settings of the Spark job; see spark/config.py for each field."""
 
-  window: int = 10
-  holdout: str = "global_time"
-  holdout_quantile: float = 0.9
-  per_user_cut: int = 10
-  eval_split: str = "time"
-  eval_quantile: float = 0.9
-  eval_user_fraction: float = 0.1
-  negatives: int = 3
-  seed: int = 0
-  num_shards: int = 8
-  max_reject_fraction: float = 0.01
-  driver_memory: str = "4g"
+  window: int = _JOB_DEFAULTS["window"]
+  holdout: str = _JOB_DEFAULTS["holdout"]
+  holdout_quantile: float = _JOB_DEFAULTS["holdout_quantile"]
+  per_user_cut: int = _JOB_DEFAULTS["per_user_cut"]
+  eval_split: str = _JOB_DEFAULTS["eval_split"]
+  eval_quantile: float = _JOB_DEFAULTS["eval_quantile"]
+  eval_user_fraction: float = _JOB_DEFAULTS["eval_user_fraction"]
+  negatives: int = _JOB_DEFAULTS["negatives"]
+  seed: int = _JOB_DEFAULTS["seed"]
+  num_shards: int = _JOB_DEFAULTS["num_shards"]
+  max_reject_fraction: float = _JOB_DEFAULTS["max_reject_fraction"]
+  driver_memory: str = _JOB_DEFAULTS["driver_memory"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,6 +131,20 @@ def _write_projector_metadata(log_dir: str, vocabulary: List[bytes],
   return PRODUCT_METADATA_FILE
 
 
+def fit_with_tensorboard(model: keras.Model, train_data: tf.data.Dataset,
+                         eval_data: tf.data.Dataset, log_dir: str,
+                         vocabulary: List[bytes],
+                         params: hyperparameters_lib.Hyperparameters) -> None:
+  """Train `model`, logging losses, histograms and the product projector."""
+  metadata_file = _write_projector_metadata(log_dir, vocabulary,
+                                            params.num_oov_buckets)
+  tensorboard = keras.callbacks.TensorBoard(
+      log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
+      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})
+  model.fit(train_data, validation_data=eval_data, epochs=params.epochs,
+            callbacks=[tensorboard], verbose=2)
+
+
 def _distribution_strategy() -> tf.distribute.Strategy:
   gpus = tf.config.list_logical_devices("GPU")
   if gpus:
@@ -181,14 +195,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         learning_rate=params.learning_rate)
   model.summary(print_fn=logging.info)
 
-  log_dir = fn_args.model_run_dir
-  metadata_file = _write_projector_metadata(log_dir, vocabulary,
-                                            params.num_oov_buckets)
-  tensorboard = keras.callbacks.TensorBoard(
-      log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
-      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})
-  model.fit(train_data, validation_data=eval_data, epochs=params.epochs,
-            callbacks=[tensorboard], verbose=2)
+  fit_with_tensorboard(model, train_data, eval_data, fn_args.model_run_dir,
+                       vocabulary, params)
 
   export.export_serving_model(
       model, tft_output, fn_args.serving_model_dir,

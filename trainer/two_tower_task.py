@@ -11,11 +11,9 @@ from typing import List
 from absl import logging
 import tensorflow as tf
 import tensorflow_transform as tft
-import tf_keras as keras
 from tfx import v1 as tfx
 
 from trainer import hyperparameters as hyperparameters_lib
-from trainer import model as model_lib
 from trainer import task
 from trainer import two_tower_export
 from trainer import two_tower_model
@@ -91,14 +89,8 @@ def run(fn_args: tfx.components.FnArgs,
         extra_negatives=params.extra_negatives, seed=params.seed)
   model.summary(print_fn=logging.info)
 
-  log_dir = fn_args.model_run_dir
-  metadata_file = task._write_projector_metadata(  # pylint: disable=protected-access
-      log_dir, vocabulary, params.num_oov_buckets)
-  tensorboard = keras.callbacks.TensorBoard(
-      log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
-      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})
-  model.fit(train_data, validation_data=eval_data, epochs=params.epochs,
-            callbacks=[tensorboard], verbose=2)
+  task.fit_with_tensorboard(model, train_data, eval_data,
+                            fn_args.model_run_dir, vocabulary, params)
 
   two_tower_export.export_two_tower_model(
       model, tft_output, fn_args.serving_model_dir,
