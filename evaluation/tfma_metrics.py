@@ -71,8 +71,9 @@ class RankingMetrics(metric_types.Metric):
       relevant_feature: Feature that lists each user's relevant item ids.
       name: Metric name prefix; only used to label the computation.
       code_version: Fingerprint of the project's code. The metric ignores
-        it; being part of the Evaluator's configuration, it makes TFX re-run
-        the Evaluator after a code change instead of reusing a cached result.
+        it, but because it is part of the Evaluator's configuration, TFX
+        re-runs the Evaluator after a code change instead of reusing a
+        cached result.
     """
     super().__init__(
         _ranking_metric_computations,

@@ -26,12 +26,13 @@ TIMEOUT_SECONDS = 60
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Where a data set lives and how to get its ratings file out of it."""
+  """Location of a data set and of the ratings file inside it."""
 
   url: str
   layout: str
   file_name: str
-  # Member of the zip archive that holds the ratings; None for a plain file.
+  # Member of the zip archive that contains the ratings, or None for a plain
+  # file.
   zip_member: Optional[str]
   citation: str
 

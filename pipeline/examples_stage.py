@@ -71,7 +71,7 @@ def read_summary(examples_dir: str) -> Dict[str, Any]:
 
 def is_current(examples_dir: str, job: ExampleJobConfig,
                fingerprint: Dict[str, Any]) -> bool:
-  """Whether `examples_dir` holds a finished output of exactly this job."""
+  """Return whether `examples_dir` contains a finished output of this job."""
   if not output_files.is_complete(examples_dir):
     return False
   try:

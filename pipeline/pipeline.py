@@ -96,10 +96,10 @@ def _schema_file(config: PipelineConfig, curated: str, name: str,
                  schema_dir: Optional[str] = None) -> str:
   """Return the schema file for ImportSchemaGen.
 
-  ImportSchemaGen's cache key is the file's path, not its content, so the
-  schema is written to a directory named by a hash of its content: an
-  edited curated schema, or another window length, gets a new path and
-  ImportSchemaGen runs again.
+  ImportSchemaGen's cache key is the file's path, not its content. So the
+  schema is written to a directory named by a hash of its content, and an
+  edited curated schema or another window length gets a new path, which
+  makes ImportSchemaGen run again.
 
   `schema_dir` replaces the directory of an unchanged curated schema, for
   runners whose components read it from another file system.

@@ -169,7 +169,7 @@ def print_report(config: config_lib.PipelineConfig,
 
 
 class NoHoldoutUsersError(ValueError):
-  """The examples hold no user to evaluate, so no model can be judged."""
+  """Error raised when the examples contain no user to evaluate."""
 
 
 def print_examples_summary(summary: dict) -> None:

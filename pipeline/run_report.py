@@ -11,7 +11,7 @@ import tensorflow_model_analysis as tfma
 
 @dataclasses.dataclass
 class RunReport:
-  """Where a run's outputs are and what the Evaluator measured."""
+  """Locations of a run's outputs and the metrics the Evaluator measured."""
 
   model_dir: Optional[str] = None
   model_run_dir: Optional[str] = None

@@ -7,7 +7,7 @@ Spark in local mode, three times over the same examples:
    weights, gated only by the most-popular baseline: the Evaluator must not
    bless it, because popularity beats it, and nothing is pushed.
 2. A trained model gated by a fixed MAP floor: blessed and pushed, and the
-   pushed SavedModel's retrieval signature answers for a user of the
+   pushed SavedModel's retrieval signature returns items for a user of the
    sample.
 3. The same configuration again, twice: the data and the model come from
    the cache, and the second time every component does.

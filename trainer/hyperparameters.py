@@ -47,7 +47,7 @@ class Hyperparameters:
   negatives_per_positive: int = 3
   # Length of the list the `retrieval` signature returns.
   retrieval_k: int = 100
-  # Largest cut-off the Evaluator asks for; the `rank_for_evaluation`
+  # Largest cut-off the Evaluator requests, so the `rank_for_evaluation`
   # signature returns this many items per user.
   evaluation_k: int = 100
   # One of MODEL_TYPES: "classifier" (trainer/model.py) or "two_tower"

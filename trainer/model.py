@@ -38,7 +38,7 @@ class MaskedMean(keras.layers.Layer):
   """Mean of the embeddings whose id is not the padding id 0.
 
   Keras' `mask_zero=True` followed by a plain average would count padding
-  vectors in the mean; this layer divides by the number of real ids instead
+  vectors in the mean. This layer divides by the number of real ids instead
   and returns zeros for a row with none.
   """
 

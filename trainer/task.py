@@ -82,7 +82,7 @@ def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   """Read transformed examples as (features, label, weight) batches.
 
   With `shuffle`, the order depends only on the examples and the seed when
-  the split fits in memory (see `_content_ordered`); a larger split is
+  the split fits in memory (see `_content_ordered`). A larger split is
   shuffled as read, in an order that varies between runs.
   """
   def read(shuffle_files: bool) -> tf.data.Dataset:

@@ -1,8 +1,8 @@
 """TensorFlow Transform preprocessing: raw string ids to padded integer ids.
 
-Vocabularies are computed by TFX's Transform component on the split it is
-told to analyze, which the pipeline sets to `train` only, so no id from the
-evaluation or holdout period enters a vocabulary.
+TFX's Transform component computes vocabularies on the splits it is
+configured to analyze. The pipeline sets that to `train` only, so no id from
+the evaluation or holdout period enters a vocabulary.
 
 Integer layout of every id feature, for a vocabulary of V entries and B
 out-of-vocabulary buckets:
