@@ -73,8 +73,9 @@ def _example(values):
       features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-@pytest.fixture(scope="module")
-def exported_model():
+@pytest.fixture(scope="module", params=[True, False],
+                ids=["with-user-id", "history-only"])
+def exported_model(request):
   products = [f"p{i}".encode() for i in range(30)]
   train_rows = []
   for user in range(6):
@@ -92,16 +93,48 @@ def exported_model():
   model = model_lib.build_model(
       num_products=len(vocabulary) + 1 + NUM_OOV_BUCKETS,
       num_users=6 + 1 + NUM_OOV_BUCKETS, window=WINDOW, embedding_dim=8,
-      hidden_units=[16, 8], learning_rate=0.01)
+      hidden_units=[16, 8], learning_rate=0.01,
+      user_id_embedding=request.param, dropout=0.5)
   export_dir = os.path.join(tempfile.mkdtemp(), "model")
   export.export_serving_model(model, tft_output, export_dir,
                               num_oov_buckets=NUM_OOV_BUCKETS, retrieval_k=5,
                               evaluation_k=7)
-  return tf.saved_model.load(export_dir), vocabulary
+  return tf.saved_model.load(export_dir), vocabulary, request.param
+
+
+def test_user_id_embedding_is_optional():
+  kwargs = dict(num_products=12, num_users=9, window=WINDOW, embedding_dim=4,
+                hidden_units=[8], learning_rate=0.01)
+  with_user = model_lib.build_model(**kwargs)
+  history_only = model_lib.build_model(user_id_embedding=False, **kwargs)
+  assert model_lib.user_embedding_layer(with_user) is not None
+  assert model_lib.user_embedding_layer(history_only) is None
+  # The user table (9 x 4) and its share of the first kernel (4 x 8) go.
+  assert (with_user.count_params() - history_only.count_params() ==
+          9 * 4 + 4 * 8)
+
+
+def test_dropout_acts_in_training_only():
+  scorer = model_lib.CandidateScorer([16, 16], dropout=0.5)
+  users = tf.random.stateless_normal([32, 6], seed=[1, 2])
+  items = tf.random.stateless_normal([32, 6], seed=[3, 4])
+  inference = scorer([users, items], training=False)
+  np.testing.assert_allclose(scorer([users, items]).numpy(), inference.numpy())
+  assert not np.allclose(scorer([users, items], training=True).numpy(),
+                         inference.numpy())
+  # score_all, used by retrieval, scores as inference does.
+  all_scores = scorer.score_all(users, items).numpy()
+  np.testing.assert_allclose(np.diag(all_scores), inference.numpy(),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_out_of_range_rejected():
+  with pytest.raises(ValueError, match="dropout"):
+    model_lib.CandidateScorer([4], dropout=1.0)
 
 
 def test_retrieval_matches_serving_default(exported_model):
-  loaded, vocabulary = exported_model
+  loaded, vocabulary, _ = exported_model
   user = {
       features.USER_ID: [b"u2"],
       features.TOUCHED: [b"p3", b"p4"],
@@ -130,7 +163,7 @@ def test_retrieval_matches_serving_default(exported_model):
 
 
 def test_retrieval_never_returns_history_or_seen(exported_model):
-  loaded, _ = exported_model
+  loaded, _, _ = exported_model
   user = {features.USER_ID: [b"u0"], features.TOUCHED: [b"p0", b"p1"],
           features.LIKED: [], features.DISLIKED: [b"p2"],
           features.SEEN: [b"p5", b"p6", b"unknown"]}
@@ -143,9 +176,21 @@ def test_retrieval_never_returns_history_or_seen(exported_model):
 
 
 def test_retrieval_answers_unknown_user(exported_model):
-  loaded, vocabulary = exported_model
+  loaded, vocabulary, _ = exported_model
   result = loaded.signatures[export.RETRIEVAL_SIGNATURE](
       examples=tf.constant([_example({features.USER_ID: [b"stranger"]})]))
   ids = result[export.TOP_K_IDS].numpy()[0]
   assert len(set(ids)) == 5
   assert set(ids) <= set(vocabulary)
+
+
+def test_history_only_model_ignores_user_id(exported_model):
+  loaded, _, user_id_embedding = exported_model
+  history = {features.TOUCHED: [b"p3", b"p4"], features.LIKED: [b"p3"]}
+  results = [
+      loaded.signatures[export.RETRIEVAL_SIGNATURE](examples=tf.constant(
+          [_example({features.USER_ID: [user], **history})]))
+      for user in (b"u1", b"u4")]
+  same = np.allclose(results[0][export.TOP_K_SCORES].numpy(),
+                     results[1][export.TOP_K_SCORES].numpy())
+  assert same != user_id_embedding

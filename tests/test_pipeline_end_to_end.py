@@ -25,6 +25,7 @@ from pipeline import run as run_lib
 from pipeline import run_report
 from schemas import features
 from trainer import export
+from trainer import search
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOVIELENS = os.path.join(REPO_ROOT, "..", "shared", "data",
@@ -106,6 +107,7 @@ def runs(tmp_path_factory):
   repeated = run_report.read_report(metadata)
   return {
       "tmp_path": tmp_path,
+      "trained_config": trained_config,
       "untrained": untrained,
       "popularity": popularity,
       "gate_metric": gate_metric,
@@ -179,3 +181,39 @@ def test_unchanged_rerun_fully_cached(runs):
   for component, state in states.items():
     if component != "latest_blessed_model_resolver":
       assert state == "CACHED", states
+
+
+def test_search_reproduces_the_pipeline_model(runs):
+  # The trained configuration's own settings, retrained by the search
+  # command on the run's Transform output, must give the Evaluator's MAP@K:
+  # training is deterministic and both rank the whole catalog.
+  tmp_path = runs["tmp_path"]
+  variants = tmp_path / "variants.json"
+  variants.write_text(json.dumps({
+      "as-pipeline": {},
+      "two-tower": {"model_type": "two_tower", "user_id_embedding": False,
+                    "epochs": 1}}))
+  output = tmp_path / "search"
+  assert search.main([
+      "--run", str(tmp_path / "runs" / "movielens-sample"),
+      "--config", runs["trained_config"], "--variants", str(variants),
+      "--output", str(output)]) == 0
+  results = json.loads((output / search.RESULTS_FILE).read_text())
+  gate_metric = runs["gate_metric"]
+  assert results["as-pipeline"]["metrics"][gate_metric] == pytest.approx(
+      runs["trained"].metrics[gate_metric], abs=1e-6)
+  assert set(results) == {"as-pipeline", "two-tower",
+                          "baseline:most_popular", "baseline:cooccurrence"}
+  for result in results.values():
+    assert 0.0 < result["metrics"]["recall@50"] <= 1.0
+
+
+def test_search_refuses_settings_fixed_by_the_run(runs, capsys):
+  tmp_path = runs["tmp_path"]
+  variants = tmp_path / "fixed.json"
+  variants.write_text(json.dumps({"longer": {"window": 20}}))
+  assert search.main([
+      "--run", str(tmp_path / "runs" / "movielens-sample"),
+      "--config", runs["trained_config"], "--variants", str(variants),
+      "--output", str(tmp_path / "search-fixed")]) == 2
+  assert "['window']" in capsys.readouterr().err

@@ -121,7 +121,7 @@ class ExportModule(tf.Module):
     """
     product_embedding = self.model.get_layer(
         model_lib.PRODUCT_EMBEDDING_LAYER)
-    user_embedding = self.model.get_layer(model_lib.USER_EMBEDDING_LAYER)
+    user_embedding = model_lib.user_embedding_layer(self.model)
     scorer = self.model.get_layer(model_lib.SCORER_LAYER)
     user_vectors = model_lib.user_tower(transformed, product_embedding,
                                         user_embedding)

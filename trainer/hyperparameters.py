@@ -53,6 +53,14 @@ class Hyperparameters:
   # One of MODEL_TYPES: "classifier" (trainer/model.py) or "two_tower"
   # (trainer/two_tower_model.py).
   model_type: str = CLASSIFIER
+  # Whether the user vector includes a per-user id embedding besides the
+  # history means; see trainer/model.py.
+  user_id_embedding: bool = True
+  # classifier only: dropout rate after each hidden layer of the scorer.
+  dropout: float = 0.0
+  # Stop when the validation loss has not improved for this many epochs
+  # and keep the weights of the best epoch; 0 trains all `epochs`.
+  early_stopping_patience: int = 0
   # two_tower only: items drawn uniformly per batch as extra negatives, on
   # top of the other positives of the batch.
   extra_negatives: int = 0
@@ -65,6 +73,11 @@ class Hyperparameters:
     if self.model_type not in MODEL_TYPES:
       raise ValueError(f"model_type must be one of {list(MODEL_TYPES)}, "
                        f"got {self.model_type!r}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    if self.early_stopping_patience < 0:
+      raise ValueError("early_stopping_patience must be at least 0, got "
+                       f"{self.early_stopping_patience}")
     if self.extra_negatives < 0:
       raise ValueError(
           f"extra_negatives must be at least 0, got {self.extra_negatives}")

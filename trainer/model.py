@@ -6,7 +6,7 @@ a candidate item, predicts whether the user engages with the item. This
 module builds that network as a Keras 2 model (`tf_keras`, as TFX 1.16
 requires):
 
-    user vector = [user embedding,
+    user vector = [user embedding (optional),
                    masked mean of touched-item embeddings,
                    masked mean of liked-item embeddings,
                    masked mean of disliked-item embeddings]
@@ -21,7 +21,7 @@ one user against a whole block of items without repeating the user side of
 the first dense layer for every item.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -58,11 +58,15 @@ class CandidateScorer(keras.layers.Layer):
   for a whole block of items at once.
   """
 
-  def __init__(self, hidden_units: Sequence[int], **kwargs):
+  def __init__(self, hidden_units: Sequence[int], dropout: float = 0.0,
+               **kwargs):
     super().__init__(**kwargs)
     if not hidden_units:
       raise ValueError("hidden_units must name at least one layer size")
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     self.hidden_units = list(hidden_units)
+    self.dropout = dropout
 
   def build(self, input_shape):
     user_shape, item_shape = input_shape
@@ -83,18 +87,26 @@ class CandidateScorer(keras.layers.Layer):
     self.output_layer = keras.layers.Dense(1, name="logit")
     super().build(input_shape)
 
-  def _head(self, first_pre_activation: tf.Tensor) -> tf.Tensor:
+  def _head(self, first_pre_activation: tf.Tensor,
+            training: bool = False) -> tf.Tensor:
     hidden = tf.nn.relu(first_pre_activation)
     for layer in self.deeper_layers:
+      hidden = self._drop(hidden, training)
       hidden = layer(hidden)
+    hidden = self._drop(hidden, training)
     return tf.squeeze(self.output_layer(hidden), axis=-1)
 
-  def call(self, inputs):
+  def _drop(self, hidden: tf.Tensor, training: bool) -> tf.Tensor:
+    if training and self.dropout:
+      return tf.nn.dropout(hidden, rate=self.dropout)
+    return hidden
+
+  def call(self, inputs, training=None):
     """Return logits [batch] for paired user and item vectors."""
     user_vectors, item_vectors = inputs
     first = (tf.matmul(user_vectors, self.user_kernel) +
              tf.matmul(item_vectors, self.item_kernel) + self.first_bias)
-    return self._head(first)
+    return self._head(first, training=bool(training))
 
   def score_all(self, user_vectors: tf.Tensor,
                 item_vectors: tf.Tensor) -> tf.Tensor:
@@ -110,6 +122,7 @@ class CandidateScorer(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config["hidden_units"] = self.hidden_units
+    config["dropout"] = self.dropout
     return config
 
 
@@ -124,7 +137,8 @@ def embedding_table(num_rows: int, dim: int,
 
 def build_model(num_products: int, num_users: int, window: int,
                 embedding_dim: int, hidden_units: Sequence[int],
-                learning_rate: float) -> keras.Model:
+                learning_rate: float, user_id_embedding: bool = True,
+                dropout: float = 0.0) -> keras.Model:
   """Build and compile the classifier.
 
   Args:
@@ -135,6 +149,12 @@ def build_model(num_products: int, num_users: int, window: int,
     embedding_dim: Size of both embeddings.
     hidden_units: Sizes of the ReLU layers of the scorer.
     learning_rate: Adam's learning rate.
+    user_id_embedding: Whether the user vector includes a per-user
+      embedding. Without it the user is described by the history alone,
+      which suits users with few events, whose own embedding is trained on
+      a handful of examples.
+    dropout: Dropout rate after each hidden layer of the scorer, in
+      training only.
 
   Returns:
     A compiled model taking int64 inputs `user_id` [batch], `product_id`
@@ -152,12 +172,13 @@ def build_model(num_products: int, num_users: int, window: int,
 
   product_embedding = embedding_table(num_products, embedding_dim,
                                       PRODUCT_EMBEDDING_LAYER)
-  user_embedding = embedding_table(num_users, embedding_dim,
-                                   USER_EMBEDDING_LAYER)
+  user_embedding = (embedding_table(num_users, embedding_dim,
+                                    USER_EMBEDDING_LAYER)
+                    if user_id_embedding else None)
   user_vector = user_tower(inputs, product_embedding, user_embedding)
   candidate = product_embedding(inputs[features.PRODUCT_ID])
 
-  scorer = CandidateScorer(hidden_units, name=SCORER_LAYER)
+  scorer = CandidateScorer(hidden_units, dropout=dropout, name=SCORER_LAYER)
   logits = scorer([user_vector, candidate])
   probability = keras.layers.Activation(
       "sigmoid", name="probability")(logits[:, tf.newaxis])
@@ -175,11 +196,24 @@ def build_model(num_products: int, num_users: int, window: int,
 
 def user_tower(inputs: Dict[str, tf.Tensor],
                product_embedding: keras.layers.Layer,
-               user_embedding: keras.layers.Layer) -> tf.Tensor:
-  """Return the user vector [batch, 4 * dim] from integer user features."""
-  parts = [user_embedding(inputs[features.USER_ID])]
+               user_embedding: Optional[keras.layers.Layer]) -> tf.Tensor:
+  """Return the user vector [batch, 4 * dim] from integer user features.
+
+  With `user_embedding` None the vector is [batch, 3 * dim], the history
+  means alone.
+  """
+  parts = []
+  if user_embedding is not None:
+    parts.append(user_embedding(inputs[features.USER_ID]))
   masked_mean = MaskedMean()
   for name in features.HISTORY_FEATURES:
     ids = inputs[name]
     parts.append(masked_mean(product_embedding(ids), ids))
   return tf.concat(parts, axis=-1)
+
+
+def user_embedding_layer(model: keras.Model) -> Optional[keras.layers.Layer]:
+  """Return the model's user id embedding, or None if it was built without."""
+  names = {layer.name for layer in model.layers}
+  return (model.get_layer(USER_EMBEDDING_LAYER)
+          if USER_EMBEDDING_LAYER in names else None)

@@ -134,15 +134,30 @@ def _write_projector_metadata(log_dir: str, vocabulary: List[bytes],
 def fit_with_tensorboard(model: keras.Model, train_data: tf.data.Dataset,
                          eval_data: tf.data.Dataset, log_dir: str,
                          vocabulary: List[bytes],
-                         params: hyperparameters_lib.Hyperparameters) -> None:
-  """Train `model`, logging losses, histograms and the product projector."""
+                         params: hyperparameters_lib.Hyperparameters
+                         ) -> keras.callbacks.History:
+  """Train `model`, logging losses, histograms and the product projector.
+
+  With `params.early_stopping_patience` > 0, training stops once the
+  validation loss has not improved for that many epochs, and the model
+  keeps the weights of its best epoch.
+
+  Returns:
+    Keras' training history, one entry per epoch run.
+  """
   metadata_file = _write_projector_metadata(log_dir, vocabulary,
                                             params.num_oov_buckets)
-  tensorboard = keras.callbacks.TensorBoard(
+  callbacks = [keras.callbacks.TensorBoard(
       log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
-      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})
-  model.fit(train_data, validation_data=eval_data, epochs=params.epochs,
-            callbacks=[tensorboard], verbose=2)
+      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})]
+  if params.early_stopping_patience:
+    # The eval split holds each user's later events, so its loss tracks
+    # how well the model predicts the future, which the holdout measures.
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=params.early_stopping_patience,
+        restore_best_weights=True, verbose=1))
+  return model.fit(train_data, validation_data=eval_data,
+                   epochs=params.epochs, callbacks=callbacks, verbose=2)
 
 
 def _distribution_strategy() -> tf.distribute.Strategy:
@@ -192,7 +207,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = model_lib.build_model(
         num_products=num_products, num_users=num_users, window=params.window,
         embedding_dim=params.embedding_dim, hidden_units=params.hidden_units,
-        learning_rate=params.learning_rate)
+        learning_rate=params.learning_rate,
+        user_id_embedding=params.user_id_embedding, dropout=params.dropout)
   model.summary(print_fn=logging.info)
 
   fit_with_tensorboard(model, train_data, eval_data, fn_args.model_run_dir,

@@ -214,7 +214,7 @@ class TwoTowerModel(keras.Model):
     """Return the user vectors [batch, embedding_dim] of integer features."""
     tower_input = model_lib.user_tower(
         user_features, self.get_layer(model_lib.PRODUCT_EMBEDDING_LAYER),
-        self.get_layer(model_lib.USER_EMBEDDING_LAYER))
+        model_lib.user_embedding_layer(self))
     return self.get_layer(USER_MLP_LAYER)(tower_input)
 
   @property
@@ -273,7 +273,8 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
                           embedding_dim: int, hidden_units: Sequence[int],
                           learning_rate: float, item_probability: np.ndarray,
                           vocabulary_size: int, extra_negatives: int = 0,
-                          seed: int = 0) -> TwoTowerModel:
+                          seed: int = 0,
+                          user_id_embedding: bool = True) -> TwoTowerModel:
   """Build and compile the two-tower model.
 
   Args:
@@ -291,6 +292,8 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
     extra_negatives: Items drawn uniformly per batch as extra negatives, on
       top of the in-batch ones; 0 uses in-batch negatives only.
     seed: Seed of the extra negatives.
+    user_id_embedding: Whether the user tower's input includes a per-user
+      embedding (see `model.build_model`).
 
   Returns:
     A compiled `TwoTowerModel` taking int64 `user_id` [batch],
@@ -318,8 +321,9 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
 
   product_embedding = model_lib.embedding_table(
       num_products, embedding_dim, model_lib.PRODUCT_EMBEDDING_LAYER)
-  user_embedding = model_lib.embedding_table(
+  user_embedding = (model_lib.embedding_table(
       num_users, embedding_dim, model_lib.USER_EMBEDDING_LAYER)
+                    if user_id_embedding else None)
   tower_input = model_lib.user_tower(inputs, product_embedding, user_embedding)
   user_vector = UserMlp(hidden_units, embedding_dim,
                         name=USER_MLP_LAYER)(tower_input)

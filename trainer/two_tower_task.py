@@ -86,7 +86,8 @@ def run(fn_args: tfx.components.FnArgs,
         learning_rate=params.learning_rate,
         item_probability=two_tower_model.sampling_probability(counts),
         vocabulary_size=len(vocabulary),
-        extra_negatives=params.extra_negatives, seed=params.seed)
+        extra_negatives=params.extra_negatives, seed=params.seed,
+        user_id_embedding=params.user_id_embedding)
   model.summary(print_fn=logging.info)
 
   task.fit_with_tensorboard(model, train_data, eval_data,
