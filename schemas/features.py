@@ -38,8 +38,14 @@ TOUCHED = "touched_product_id"
 LIKED = "liked_product_id"
 DISLIKED = "disliked_product_id"
 TARGET = "target"
-# Not a model input: baselines such as recent popularity read it.
+# Baselines such as recent popularity read it; Transform turns it into
+# EXAMPLE_AGE for the models.
 TIMESTAMP = "timestamp"
+# Transformed feature only: how long before the newest training event an
+# example happened, as a fraction of the training period (0 = newest, 1 =
+# oldest). Serving and holdout examples have no timestamp and take age 0,
+# "now", as Covington et al. (section 3.3) set it at serving time.
+EXAMPLE_AGE = "example_age"
 
 SEEN = "seen_product_id"
 HOLDOUT_ITEMS = "holdout_product_id"

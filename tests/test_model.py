@@ -73,8 +73,10 @@ def _example(values):
       features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-@pytest.fixture(scope="module", params=[True, False],
-                ids=["with-user-id", "history-only"])
+@pytest.fixture(scope="module", params=[
+    {"user_id_embedding": True},
+    {"user_id_embedding": False, "use_example_age": True}],
+                ids=["with-user-id", "history-and-age"])
 def exported_model(request):
   products = [f"p{i}".encode() for i in range(30)]
   train_rows = []
@@ -94,12 +96,13 @@ def exported_model(request):
       num_products=len(vocabulary) + 1 + NUM_OOV_BUCKETS,
       num_users=6 + 1 + NUM_OOV_BUCKETS, window=WINDOW, embedding_dim=8,
       hidden_units=[16, 8], learning_rate=0.01,
-      user_id_embedding=request.param, dropout=0.5)
+      dropout=0.5, **request.param)
   export_dir = os.path.join(tempfile.mkdtemp(), "model")
   export.export_serving_model(model, tft_output, export_dir,
                               num_oov_buckets=NUM_OOV_BUCKETS, retrieval_k=5,
                               evaluation_k=7)
-  return tf.saved_model.load(export_dir), vocabulary, request.param
+  return (tf.saved_model.load(export_dir), vocabulary,
+          request.param["user_id_embedding"])
 
 
 def test_user_id_embedding_is_optional():
@@ -112,6 +115,28 @@ def test_user_id_embedding_is_optional():
   # The user table (9 x 4) and its share of the first kernel (4 x 8) go.
   assert (with_user.count_params() - history_only.count_params() ==
           9 * 4 + 4 * 8)
+
+
+def test_example_age_input_is_optional():
+  kwargs = dict(num_products=12, num_users=9, window=WINDOW, embedding_dim=4,
+                hidden_units=[8], learning_rate=0.01)
+  with_age = model_lib.build_model(use_example_age=True, **kwargs)
+  assert model_lib.uses_example_age(with_age)
+  assert not model_lib.uses_example_age(model_lib.build_model(**kwargs))
+  # Age 0 and a missing age give the same user vector, as at serving time.
+  inputs = {name: tf.constant([[1, 2, 0, 0]], tf.int64)
+            for name in features.HISTORY_FEATURES}
+  inputs[features.USER_ID] = tf.constant([1], tf.int64)
+  table = with_age.get_layer(model_lib.PRODUCT_EMBEDDING_LAYER)
+  users = model_lib.user_embedding_layer(with_age)
+  without = model_lib.user_tower(inputs, table, users, use_example_age=True)
+  inputs[features.EXAMPLE_AGE] = tf.constant([0.0])
+  at_zero = model_lib.user_tower(inputs, table, users, use_example_age=True)
+  inputs[features.EXAMPLE_AGE] = tf.constant([0.25])
+  older = model_lib.user_tower(inputs, table, users, use_example_age=True)
+  np.testing.assert_array_equal(without.numpy(), at_zero.numpy())
+  assert older.numpy()[0, -1] == 0.25
+  assert without.shape == (1, 4 * 4 + 1)
 
 
 def test_dropout_acts_in_training_only():

@@ -13,16 +13,20 @@ WINDOW = 3
 
 # Training split: item counts are p1 x5, p2 x3, p3 x2, p4 x1 over all four
 # product features, so the vocabulary order is p1, p2, p3, p4.
+# Timestamps span 1,000 s, from 1,000,000,000 to 1,000,001,000.
 TRAIN_ROWS = [
-    row(b"u1", b"p1"),
-    row(b"u1", b"p2", touched=[b"p1"], liked=[b"p1"]),
-    row(b"u1", b"p3", touched=[b"p1", b"p2"], disliked=[b"p2"]),
-    row(b"u2", b"p1", target=0),
-    row(b"u2", b"p4", touched=[b"p3", b"p2", b"p1"]),
+    row(b"u1", b"p1", timestamp=1_000_000_000),
+    row(b"u1", b"p2", touched=[b"p1"], liked=[b"p1"], timestamp=1_000_000_250),
+    row(b"u1", b"p3", touched=[b"p1", b"p2"], disliked=[b"p2"],
+        timestamp=1_000_000_500),
+    row(b"u2", b"p1", target=0, timestamp=1_000_000_500),
+    row(b"u2", b"p4", touched=[b"p3", b"p2", b"p1"], timestamp=1_000_001_000),
 ]
-# Evaluation split: "p_new" and "u_new" appear only here.
+# Evaluation split: "p_new" and "u_new" appear only here, 100 s after the
+# newest training event.
 EVAL_ROWS = [
-    row(b"u_new", b"p_new", touched=[b"p4", b"p3", b"p2", b"p1", b"p_new"]),
+    row(b"u_new", b"p_new", touched=[b"p4", b"p3", b"p2", b"p1", b"p_new"],
+        timestamp=1_000_001_100),
 ]
 
 
@@ -77,3 +81,11 @@ def test_no_id_maps_to_padding(transformed):
   for row in train_out + eval_out:
     assert int(row[features.PRODUCT_ID]) != preprocessing.PADDING_INDEX
     assert int(row[features.USER_ID]) != preprocessing.PADDING_INDEX
+
+
+def test_example_age_is_fraction_of_train_period(transformed):
+  train, evaluation, _ = transformed
+  ages = [r[features.EXAMPLE_AGE] for r in train]
+  np.testing.assert_allclose(ages, [1.0, 0.75, 0.5, 0.5, 0.0])
+  # Eval events come after the newest train event: negative age.
+  np.testing.assert_allclose(evaluation[0][features.EXAMPLE_AGE], -0.1)

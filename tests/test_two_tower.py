@@ -356,12 +356,17 @@ def test_item_embedding_files_skip_unsafe_ids(tmp_path):
   assert not (tmp_path / "assets.extra").exists()
 
 
+def _feature(value):
+  value = np.asarray(value).ravel()
+  if value.dtype.kind == "f":
+    return tf.train.Feature(float_list=tf.train.FloatList(value=value))
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+
+
 def _write_transformed(rows, path):
   with tf.io.TFRecordWriter(path) as writer:
     for r in rows:
-      feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(
-          value=np.asarray(value, np.int64).ravel()))
-                 for name, value in r.items()}
+      feature = {name: _feature(value) for name, value in r.items()}
       writer.write(tf.train.Example(features=tf.train.Features(
           feature=feature)).SerializeToString())
 
@@ -379,7 +384,7 @@ def test_run_fn_trains_and_exports_two_tower(transformed, tmp_path):
       model_type=hyperparameters_lib.TWO_TOWER, embedding_dim=8,
       hidden_units=(16,), epochs=2, batch_size=8, window=WINDOW,
       num_oov_buckets=NUM_OOV_BUCKETS, retrieval_k=3, evaluation_k=4,
-      extra_negatives=2)
+      extra_negatives=2, user_id_embedding=False, use_example_age=True)
   fn_args = tfx.components.FnArgs(
       train_files=[str(tmp_path / "train.tfrecord")],
       eval_files=[str(tmp_path / "eval.tfrecord")],

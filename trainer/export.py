@@ -83,8 +83,14 @@ class ExportModule(tf.Module):
 
   def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     transformed = self.tft_layer(raw)
-    return {name: transformed[name] for name in transformed
-            if name in self.model.input}
+    inputs = {name: transformed[name] for name in transformed
+              if name in self.model.input}
+    if model_lib.uses_example_age(self.model):
+      # Serving examples have no timestamp: score as of the newest
+      # training event, age 0.
+      batch = tf.shape(inputs[features.USER_ID])[0]
+      inputs[features.EXAMPLE_AGE] = tf.zeros([batch], tf.float32)
+    return inputs
 
   def score_examples(self, serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     raw = tf.io.parse_example(serialized, self.serving_spec)
@@ -123,8 +129,9 @@ class ExportModule(tf.Module):
         model_lib.PRODUCT_EMBEDDING_LAYER)
     user_embedding = model_lib.user_embedding_layer(self.model)
     scorer = self.model.get_layer(model_lib.SCORER_LAYER)
-    user_vectors = model_lib.user_tower(transformed, product_embedding,
-                                        user_embedding)
+    user_vectors = model_lib.user_tower(
+        transformed, product_embedding, user_embedding,
+        model_lib.uses_example_age(self.model))
     return retrieval.top_k_over_catalog(
         user_vectors, product_embedding.embeddings, scorer.score_all,
         first_candidate=1, end_candidate=self.vocabulary_size + 1, k=k,

@@ -56,6 +56,9 @@ class Hyperparameters:
   # Whether the user vector includes a per-user id embedding besides the
   # history means; see trainer/model.py.
   user_id_embedding: bool = True
+  # Whether the user vector includes the example's age (schemas/features.py,
+  # EXAMPLE_AGE); serving uses age 0.
+  use_example_age: bool = False
   # classifier only: dropout rate after each hidden layer of the scorer.
   dropout: float = 0.0
   # Stop when the validation loss has not improved for this many epochs

@@ -9,7 +9,8 @@ requires):
     user vector = [user embedding (optional),
                    masked mean of touched-item embeddings,
                    masked mean of liked-item embeddings,
-                   masked mean of disliked-item embeddings]
+                   masked mean of disliked-item embeddings,
+                   example age (optional)]
     logit       = MLP([user vector, candidate embedding])
 
 One embedding table serves the candidate and the three history lists. Index
@@ -138,7 +139,8 @@ def embedding_table(num_rows: int, dim: int,
 def build_model(num_products: int, num_users: int, window: int,
                 embedding_dim: int, hidden_units: Sequence[int],
                 learning_rate: float, user_id_embedding: bool = True,
-                dropout: float = 0.0) -> keras.Model:
+                dropout: float = 0.0,
+                use_example_age: bool = False) -> keras.Model:
   """Build and compile the classifier.
 
   Args:
@@ -155,6 +157,10 @@ def build_model(num_products: int, num_users: int, window: int,
       a handful of examples.
     dropout: Dropout rate after each hidden layer of the scorer, in
       training only.
+    use_example_age: Whether the user vector includes `example_age`
+      (schemas/features.py). Covington et al. feed it so the model can
+      learn how item popularity changes over the training period, and set
+      it to 0 when serving to score for the end of that period.
 
   Returns:
     A compiled model taking int64 inputs `user_id` [batch], `product_id`
@@ -169,13 +175,17 @@ def build_model(num_products: int, num_users: int, window: int,
   }
   for name in features.HISTORY_FEATURES:
     inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
+  if use_example_age:
+    inputs[features.EXAMPLE_AGE] = keras.Input(
+        shape=(), dtype=tf.float32, name=features.EXAMPLE_AGE)
 
   product_embedding = embedding_table(num_products, embedding_dim,
                                       PRODUCT_EMBEDDING_LAYER)
   user_embedding = (embedding_table(num_users, embedding_dim,
                                     USER_EMBEDDING_LAYER)
                     if user_id_embedding else None)
-  user_vector = user_tower(inputs, product_embedding, user_embedding)
+  user_vector = user_tower(inputs, product_embedding, user_embedding,
+                           use_example_age)
   candidate = product_embedding(inputs[features.PRODUCT_ID])
 
   scorer = CandidateScorer(hidden_units, dropout=dropout, name=SCORER_LAYER)
@@ -196,11 +206,14 @@ def build_model(num_products: int, num_users: int, window: int,
 
 def user_tower(inputs: Dict[str, tf.Tensor],
                product_embedding: keras.layers.Layer,
-               user_embedding: Optional[keras.layers.Layer]) -> tf.Tensor:
-  """Return the user vector [batch, 4 * dim] from integer user features.
+               user_embedding: Optional[keras.layers.Layer],
+               use_example_age: bool = False) -> tf.Tensor:
+  """Return the user vector from transformed user features.
 
-  With `user_embedding` None the vector is [batch, 3 * dim], the history
-  means alone.
+  The vector is [batch, 4 * dim]: the user embedding and the three history
+  means. Without `user_embedding` it is [batch, 3 * dim]; with
+  `use_example_age` one column more, the age, which is 0 when `inputs` has
+  none (serving and holdout examples).
   """
   parts = []
   if user_embedding is not None:
@@ -209,7 +222,18 @@ def user_tower(inputs: Dict[str, tf.Tensor],
   for name in features.HISTORY_FEATURES:
     ids = inputs[name]
     parts.append(masked_mean(product_embedding(ids), ids))
+  if use_example_age:
+    parts.append(example_age_column(inputs, parts[-1]))
   return tf.concat(parts, axis=-1)
+
+
+def example_age_column(inputs: Dict[str, tf.Tensor],
+                       like: tf.Tensor) -> tf.Tensor:
+  """Return `example_age` as [batch, 1], or zeros shaped after `like`."""
+  if features.EXAMPLE_AGE in inputs:
+    age = tf.cast(inputs[features.EXAMPLE_AGE], like.dtype)
+    return tf.reshape(age, [-1, 1])
+  return tf.zeros_like(like[:, :1])
 
 
 def user_embedding_layer(model: keras.Model) -> Optional[keras.layers.Layer]:
@@ -217,3 +241,8 @@ def user_embedding_layer(model: keras.Model) -> Optional[keras.layers.Layer]:
   names = {layer.name for layer in model.layers}
   return (model.get_layer(USER_EMBEDDING_LAYER)
           if USER_EMBEDDING_LAYER in names else None)
+
+
+def uses_example_age(model: keras.Model) -> bool:
+  """Return whether `model` takes the `example_age` input."""
+  return features.EXAMPLE_AGE in model.input

@@ -47,7 +47,7 @@ REFERENCE_BASELINES = (runner.MOST_POPULAR, runner.COOCCURRENCE)
 
 @dataclasses.dataclass(frozen=True)
 class RunData:
-  """Where one finished run keeps what the search needs."""
+  """Paths of one finished run that the search reads."""
 
   examples_dir: str
   transform_graph: str
@@ -84,11 +84,11 @@ def find_run_data(config: config_lib.PipelineConfig) -> RunData:
 
 
 def load_variants(path: str) -> Dict[str, Dict[str, Any]]:
-  """Read and check the variants file."""
+  """Read the variants file and reject settings the run fixes."""
   with open(path, encoding="utf-8") as variants_file:
     variants = json.load(variants_file)
   if not isinstance(variants, dict) or not variants:
-    raise ValueError(f"{path} must hold a non-empty JSON object of "
+    raise ValueError(f"{path} must contain a non-empty JSON object of "
                      "variant name -> trainer settings")
   for name, settings in variants.items():
     if not isinstance(settings, dict):
@@ -119,7 +119,11 @@ def _metrics_row(metrics: Mapping[str, float], ks: Sequence[int]
 
 def train_variant(run: RunData, params: hyperparameters_lib.Hyperparameters,
                   output_dir: str) -> str:
-  """Train and export one variant with the Trainer's run_fn; return the model."""
+  """Train and export one variant with the Trainer's run_fn.
+
+  Returns:
+    The serving model folder.
+  """
   # Imported here: TensorFlow and TFX load slowly and --help needs neither.
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_bsl.public import tfxio  # pylint: disable=g-import-not-at-top

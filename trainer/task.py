@@ -208,7 +208,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         num_products=num_products, num_users=num_users, window=params.window,
         embedding_dim=params.embedding_dim, hidden_units=params.hidden_units,
         learning_rate=params.learning_rate,
-        user_id_embedding=params.user_id_embedding, dropout=params.dropout)
+        user_id_embedding=params.user_id_embedding, dropout=params.dropout,
+        use_example_age=params.use_example_age)
   model.summary(print_fn=logging.info)
 
   fit_with_tensorboard(model, train_data, eval_data, fn_args.model_run_dir,

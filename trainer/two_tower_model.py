@@ -214,7 +214,8 @@ class TwoTowerModel(keras.Model):
     """Return the user vectors [batch, embedding_dim] of integer features."""
     tower_input = model_lib.user_tower(
         user_features, self.get_layer(model_lib.PRODUCT_EMBEDDING_LAYER),
-        model_lib.user_embedding_layer(self))
+        model_lib.user_embedding_layer(self),
+        model_lib.uses_example_age(self))
     return self.get_layer(USER_MLP_LAYER)(tower_input)
 
   @property
@@ -274,7 +275,8 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
                           learning_rate: float, item_probability: np.ndarray,
                           vocabulary_size: int, extra_negatives: int = 0,
                           seed: int = 0,
-                          user_id_embedding: bool = True) -> TwoTowerModel:
+                          user_id_embedding: bool = True,
+                          use_example_age: bool = False) -> TwoTowerModel:
   """Build and compile the two-tower model.
 
   Args:
@@ -294,6 +296,8 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
     seed: Seed of the extra negatives.
     user_id_embedding: Whether the user tower's input includes a per-user
       embedding (see `model.build_model`).
+    use_example_age: Whether the user tower's input includes
+      `example_age` (see `model.build_model`).
 
   Returns:
     A compiled `TwoTowerModel` taking int64 `user_id` [batch],
@@ -318,13 +322,17 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
   }
   for name in features.HISTORY_FEATURES:
     inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
+  if use_example_age:
+    inputs[features.EXAMPLE_AGE] = keras.Input(
+        shape=(), dtype=tf.float32, name=features.EXAMPLE_AGE)
 
   product_embedding = model_lib.embedding_table(
       num_products, embedding_dim, model_lib.PRODUCT_EMBEDDING_LAYER)
   user_embedding = (model_lib.embedding_table(
       num_users, embedding_dim, model_lib.USER_EMBEDDING_LAYER)
                     if user_id_embedding else None)
-  tower_input = model_lib.user_tower(inputs, product_embedding, user_embedding)
+  tower_input = model_lib.user_tower(inputs, product_embedding, user_embedding,
+                                    use_example_age)
   user_vector = UserMlp(hidden_units, embedding_dim,
                         name=USER_MLP_LAYER)(tower_input)
   item_vector = product_embedding(inputs[features.PRODUCT_ID])

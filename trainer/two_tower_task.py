@@ -87,7 +87,8 @@ def run(fn_args: tfx.components.FnArgs,
         item_probability=two_tower_model.sampling_probability(counts),
         vocabulary_size=len(vocabulary),
         extra_negatives=params.extra_negatives, seed=params.seed,
-        user_id_embedding=params.user_id_embedding)
+        user_id_embedding=params.user_id_embedding,
+        use_example_age=params.use_example_age)
   model.summary(print_fn=logging.info)
 
   task.fit_with_tensorboard(model, train_data, eval_data,

@@ -80,6 +80,27 @@ def pad_history(indices: tf.RaggedTensor, window: int) -> tf.Tensor:
   return recent.to_tensor(default_value=PADDING_INDEX, shape=[None, window])
 
 
+def example_age(timestamps: tf.Tensor) -> tf.Tensor:
+  """Return each example's age as a fraction of the analyzed period.
+
+  age = (newest - t) / (newest - oldest), with newest and oldest taken over
+  the analyzed (train) split, so train examples lie in [0, 1] and later
+  eval examples are slightly negative. A period of one timestamp gives 0.
+
+  Args:
+    timestamps: [batch] int64 Unix seconds.
+
+  Returns:
+    [batch] float32.
+  """
+  newest = tft.max(timestamps, reduce_instance_dims=True)
+  oldest = tft.min(timestamps, reduce_instance_dims=True)
+  span = tf.maximum(newest - oldest, 1)
+  # Differences in int64 first: float32 cannot hold Unix seconds exactly.
+  return (tf.cast(newest - timestamps, tf.float32) /
+          tf.cast(span, tf.float32))
+
+
 def build_preprocessing_fn(window: int, num_oov_buckets: int,
                            min_item_count: int):
   """Return a `preprocessing_fn` closed over the given settings."""
@@ -110,6 +131,9 @@ def build_preprocessing_fn(window: int, num_oov_buckets: int,
       outputs[name] = pad_history(encoded, window)
     outputs[features.TARGET] = tf.reshape(
         tf.cast(inputs[features.TARGET], tf.int64), [-1])
+    if features.TIMESTAMP in inputs:
+      outputs[features.EXAMPLE_AGE] = example_age(
+          tf.reshape(tf.cast(inputs[features.TIMESTAMP], tf.int64), [-1]))
     return outputs
 
   return preprocessing_fn
@@ -125,7 +149,8 @@ def preprocessing_fn(inputs, custom_config=None):
 
   Returns:
     Transformed features: `user_id` and `product_id` as [batch] int64,
-    each history list as [batch, window] int64, and `target` as [batch].
+    each history list as [batch, window] int64, `target` as [batch], and,
+    when the examples carry `timestamp`, `example_age` as [batch] float32.
   """
   custom_config = custom_config or {}
   return build_preprocessing_fn(
