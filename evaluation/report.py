@@ -109,9 +109,6 @@ def model_rankings(saved_model_dir: str, records: Sequence[bytes],
   serialized holdout examples and returns `top_k_ids` [batch, K] with b""
   padding where fewer than K items remain.
 
-  NOTE: tested with a stand-in SavedModel that has this signature, not yet
-  with a model exported by the Trainer.
-
   Args:
     saved_model_dir: Directory of the serving SavedModel.
     records: Serialized holdout `tf.train.Example`s.

@@ -43,8 +43,9 @@ TARGET = "target"
 TIMESTAMP = "timestamp"
 # Transformed feature only: how long before the newest training event an
 # example happened, as a fraction of the training period (0 = newest, 1 =
-# oldest). Serving and holdout examples have no timestamp and take age 0,
-# "now", as Covington et al. (section 3.3) set it at serving time.
+# oldest; later eval examples are 0). Serving and holdout examples have no
+# timestamp and take age 0, "now", as Covington et al. (section 3.3) set it
+# at serving time.
 EXAMPLE_AGE = "example_age"
 
 SEEN = "seen_product_id"

@@ -192,7 +192,9 @@ def test_search_reproduces_the_pipeline_model(runs):
   variants.write_text(json.dumps({
       "as-pipeline": {},
       "two-tower": {"model_type": "two_tower", "user_id_embedding": False,
-                    "epochs": 1}}))
+                    "epochs": 1},
+      "classifier-map-stop": {"epochs": 3, "early_stopping_patience": 1,
+                              "early_stopping_metric": "map"}}))
   output = tmp_path / "search"
   assert search.main([
       "--run", str(tmp_path / "runs" / "movielens-sample"),
@@ -202,7 +204,7 @@ def test_search_reproduces_the_pipeline_model(runs):
   gate_metric = runs["gate_metric"]
   assert results["as-pipeline"]["metrics"][gate_metric] == pytest.approx(
       runs["trained"].metrics[gate_metric], abs=1e-6)
-  assert set(results) == {"as-pipeline", "two-tower",
+  assert set(results) == {"as-pipeline", "two-tower", "classifier-map-stop",
                           "baseline:most_popular", "baseline:cooccurrence"}
   for result in results.values():
     assert 0.0 < result["metrics"]["recall@50"] <= 1.0

@@ -87,5 +87,5 @@ def test_example_age_is_fraction_of_train_period(transformed):
   train, evaluation, _ = transformed
   ages = [r[features.EXAMPLE_AGE] for r in train]
   np.testing.assert_allclose(ages, [1.0, 0.75, 0.5, 0.5, 0.0])
-  # Eval events come after the newest train event: negative age.
-  np.testing.assert_allclose(evaluation[0][features.EXAMPLE_AGE], -0.1)
+  # Eval events come after the newest train event and count as "now".
+  np.testing.assert_allclose(evaluation[0][features.EXAMPLE_AGE], 0.0)

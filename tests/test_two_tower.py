@@ -384,7 +384,8 @@ def test_run_fn_trains_and_exports_two_tower(transformed, tmp_path):
       model_type=hyperparameters_lib.TWO_TOWER, embedding_dim=8,
       hidden_units=(16,), epochs=2, batch_size=8, window=WINDOW,
       num_oov_buckets=NUM_OOV_BUCKETS, retrieval_k=3, evaluation_k=4,
-      extra_negatives=2, user_id_embedding=False, use_example_age=True)
+      extra_negatives=2, user_id_embedding=False, use_example_age=True,
+      early_stopping_patience=1, early_stopping_metric="map", validation_k=3)
   fn_args = tfx.components.FnArgs(
       train_files=[str(tmp_path / "train.tfrecord")],
       eval_files=[str(tmp_path / "eval.tfrecord")],

@@ -181,4 +181,9 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
   """Save `model` with the Transform graph and all three signatures."""
   module = ExportModule(model, tft_output, num_oov_buckets, retrieval_k,
                         evaluation_k)
+  save_module(module, export_dir)
+
+
+def save_module(module: ExportModule, export_dir: str) -> None:
+  """Save a built export module with its three signatures."""
   tf.saved_model.save(module, export_dir, signatures=signatures(module))

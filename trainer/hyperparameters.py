@@ -25,6 +25,7 @@ CLOUD_TRAINER_KEYS = frozenset({
 CLASSIFIER = "classifier"
 TWO_TOWER = "two_tower"
 MODEL_TYPES = (CLASSIFIER, TWO_TOWER)
+EARLY_STOPPING_METRICS = ("loss", "map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +62,14 @@ class Hyperparameters:
   use_example_age: bool = False
   # classifier only: dropout rate after each hidden layer of the scorer.
   dropout: float = 0.0
-  # Stop when the validation loss has not improved for this many epochs
+  # Stop when the validation metric has not improved for this many epochs
   # and keep the weights of the best epoch; 0 trains all `epochs`.
   early_stopping_patience: int = 0
+  # The validation metric: "loss" (the training objective on the eval
+  # split) or "map" (MAP@validation_k of the eval split's positives ranked
+  # over the whole catalog, trainer/validation.py).
+  early_stopping_metric: str = "loss"
+  validation_k: int = 10
   # two_tower only: items drawn uniformly per batch as extra negatives, on
   # top of the other positives of the batch.
   extra_negatives: int = 0
@@ -78,6 +84,10 @@ class Hyperparameters:
                        f"got {self.model_type!r}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
+      raise ValueError("early_stopping_metric must be one of "
+                       f"{list(EARLY_STOPPING_METRICS)}, got "
+                       f"{self.early_stopping_metric!r}")
     if self.early_stopping_patience < 0:
       raise ValueError("early_stopping_patience must be at least 0, got "
                        f"{self.early_stopping_patience}")
@@ -85,7 +95,7 @@ class Hyperparameters:
       raise ValueError(
           f"extra_negatives must be at least 0, got {self.extra_negatives}")
     for name in ("embedding_dim", "epochs", "batch_size", "window",
-                 "retrieval_k", "evaluation_k"):
+                 "retrieval_k", "evaluation_k", "validation_k"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
     if not self.hidden_units or min(self.hidden_units) < 1:

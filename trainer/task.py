@@ -5,7 +5,7 @@ over to trainer/two_tower_task.py.
 """
 
 import os
-from typing import List
+from typing import List, Optional
 
 from absl import logging
 import numpy as np
@@ -19,6 +19,7 @@ from schemas import features
 from trainer import export
 from trainer import hyperparameters as hyperparameters_lib
 from trainer import model as model_lib
+from trainer import validation
 from transform import preprocessing
 
 PRODUCT_METADATA_FILE = "product_embedding_metadata.tsv"
@@ -29,6 +30,9 @@ PRODUCT_METADATA_FILE = "product_embedding_metadata.tsv"
 # transformed example with a window of 10, this is about 1.5 GB.
 MAX_IN_MEMORY_EXAMPLES = 5_000_000
 _READ_BATCH = 65_536
+# Eval positives per step of the MAP@K validation. The classifier's search
+# sizes its item blocks to the batch, so this bounds time, not memory.
+VALIDATION_BATCH = 256
 
 
 def _content_ordered(dataset: tf.data.Dataset, seed: int, batch_size: int
@@ -131,30 +135,65 @@ def _write_projector_metadata(log_dir: str, vocabulary: List[bytes],
   return PRODUCT_METADATA_FILE
 
 
-def fit_with_tensorboard(model: keras.Model, train_data: tf.data.Dataset,
-                         eval_data: tf.data.Dataset, log_dir: str,
-                         vocabulary: List[bytes],
-                         params: hyperparameters_lib.Hyperparameters
-                         ) -> keras.callbacks.History:
+def map_validation(module: export.ExportModule,
+                   positives: tf.data.Dataset,
+                   params: hyperparameters_lib.Hyperparameters
+                   ) -> Optional[validation.CatalogMapCallback]:
+  """Return the MAP@K validation callback when early stopping uses it.
+
+  Args:
+    module: Export module of the model being trained; its search ranks the
+      catalog with the current weights.
+    positives: Batches of the eval split's positive features.
+    params: Trainer settings.
+  """
+  if not (params.early_stopping_patience and
+          params.early_stopping_metric == "map"):
+    return None
+  return validation.CatalogMapCallback(
+      positives, module.search_catalog, num_rows=module.num_rows,
+      vocabulary_size=module.vocabulary_size, k=params.validation_k)
+
+
+def fit_with_tensorboard(
+    model: keras.Model, train_data: tf.data.Dataset,
+    eval_data: tf.data.Dataset, log_dir: str, vocabulary: List[bytes],
+    params: hyperparameters_lib.Hyperparameters,
+    ranking_validation: Optional[validation.CatalogMapCallback] = None
+) -> keras.callbacks.History:
   """Train `model`, logging losses, histograms and the product projector.
 
   With `params.early_stopping_patience` > 0, training stops once the
-  validation loss has not improved for that many epochs, and the model
-  keeps the weights of its best epoch.
+  validation metric has not improved for that many epochs, and the model
+  keeps the weights of its best epoch. The metric is the validation loss,
+  or with `early_stopping_metric` "map" the value that
+  `ranking_validation` logs.
 
   Returns:
     Keras' training history, one entry per epoch run.
+
+  Raises:
+    ValueError: The metric is "map" but no `ranking_validation` is given.
   """
   metadata_file = _write_projector_metadata(log_dir, vocabulary,
                                             params.num_oov_buckets)
-  callbacks = [keras.callbacks.TensorBoard(
+  callbacks = []
+  if ranking_validation is not None:
+    # First, so that EarlyStopping and TensorBoard see the value it logs.
+    callbacks.append(ranking_validation)
+  callbacks.append(keras.callbacks.TensorBoard(
       log_dir=log_dir, histogram_freq=1, embeddings_freq=1,
-      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file})]
+      embeddings_metadata={model_lib.PRODUCT_EMBEDDING_LAYER: metadata_file}))
   if params.early_stopping_patience:
-    # The eval split holds each user's later events, so its loss tracks
-    # how well the model predicts the future, which the holdout measures.
+    if params.early_stopping_metric == "map":
+      if ranking_validation is None:
+        raise ValueError("early_stopping_metric 'map' needs a ranking "
+                         "validation callback")
+      monitor, mode = validation.metric_name(params.validation_k), "max"
+    else:
+      monitor, mode = "val_loss", "min"
     callbacks.append(keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=params.early_stopping_patience,
+        monitor=monitor, mode=mode, patience=params.early_stopping_patience,
         restore_best_weights=True, verbose=1))
   return model.fit(train_data, validation_data=eval_data,
                    epochs=params.epochs, callbacks=callbacks, verbose=2)
@@ -212,11 +251,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         use_example_age=params.use_example_age)
   model.summary(print_fn=logging.info)
 
+  module = export.ExportModule(
+      model, tft_output, num_oov_buckets=params.num_oov_buckets,
+      retrieval_k=params.retrieval_k, evaluation_k=params.evaluation_k)
+  ranking_validation = map_validation(
+      module, validation.positive_batches(eval_data, VALIDATION_BATCH), params)
   fit_with_tensorboard(model, train_data, eval_data, fn_args.model_run_dir,
-                       vocabulary, params)
+                       vocabulary, params, ranking_validation)
 
-  export.export_serving_model(
-      model, tft_output, fn_args.serving_model_dir,
-      num_oov_buckets=params.num_oov_buckets, retrieval_k=params.retrieval_k,
-      evaluation_k=params.evaluation_k)
+  export.save_module(module, fn_args.serving_model_dir)
   logging.info("Exported the serving model to %s", fn_args.serving_model_dir)

@@ -159,8 +159,12 @@ def export_two_tower_model(model: two_tower_model.TwoTowerModel,
                            num_oov_buckets: int, retrieval_k: int,
                            evaluation_k: int) -> None:
   """Save `model` with the Transform graph, five signatures and item files."""
-  module = TwoTowerExportModule(model, tft_output, num_oov_buckets,
-                                retrieval_k, evaluation_k)
+  save_module(TwoTowerExportModule(model, tft_output, num_oov_buckets,
+                                   retrieval_k, evaluation_k), export_dir)
+
+
+def save_module(module: TwoTowerExportModule, export_dir: str) -> None:
+  """Save a built export module with its signatures and item files."""
   tf.saved_model.save(module, export_dir, signatures=signatures(module))
   items = module.item_embeddings()
   write_item_embeddings(items[ITEM_IDS].numpy(),

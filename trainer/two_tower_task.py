@@ -17,21 +17,12 @@ from trainer import hyperparameters as hyperparameters_lib
 from trainer import task
 from trainer import two_tower_export
 from trainer import two_tower_model
+from trainer import validation
 from transform import preprocessing
 
-
-def positive_batches(dataset: tf.data.Dataset,
-                     batch_size: int) -> tf.data.Dataset:
-  """Keep the positives of (features, label, weight) batches and rebatch.
-
-  Filtering inside a batch would leave smaller batches of varying size, and
-  so fewer in-batch negatives. Rebatching keeps `batch_size` positives in
-  every batch but the last.
-  """
-  positives = dataset.unbatch().filter(
-      lambda batch_features, label, weight: tf.equal(label, 1))
-  return (positives.map(lambda batch_features, label, weight: batch_features)
-          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+# Full batches of positives matter here: the other positives of a batch
+# are the in-batch negatives.
+positive_batches = validation.positive_batches
 
 
 def _positives(file_pattern: List[str],
@@ -91,11 +82,14 @@ def run(fn_args: tfx.components.FnArgs,
         use_example_age=params.use_example_age)
   model.summary(print_fn=logging.info)
 
+  module = two_tower_export.TwoTowerExportModule(
+      model, tft_output, num_oov_buckets=params.num_oov_buckets,
+      retrieval_k=params.retrieval_k, evaluation_k=params.evaluation_k)
+  # eval_data already holds positives only.
+  ranking_validation = task.map_validation(module, eval_data, params)
   task.fit_with_tensorboard(model, train_data, eval_data,
-                            fn_args.model_run_dir, vocabulary, params)
+                            fn_args.model_run_dir, vocabulary, params,
+                            ranking_validation)
 
-  two_tower_export.export_two_tower_model(
-      model, tft_output, fn_args.serving_model_dir,
-      num_oov_buckets=params.num_oov_buckets, retrieval_k=params.retrieval_k,
-      evaluation_k=params.evaluation_k)
+  two_tower_export.save_module(module, fn_args.serving_model_dir)
   logging.info("Exported the two-tower model to %s", fn_args.serving_model_dir)

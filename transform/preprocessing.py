@@ -83,9 +83,12 @@ def pad_history(indices: tf.RaggedTensor, window: int) -> tf.Tensor:
 def example_age(timestamps: tf.Tensor) -> tf.Tensor:
   """Return each example's age as a fraction of the analyzed period.
 
-  age = (newest - t) / (newest - oldest), with newest and oldest taken over
-  the analyzed (train) split, so train examples lie in [0, 1] and later
-  eval examples are slightly negative. A period of one timestamp gives 0.
+  age = max(0, (newest - t) / (newest - oldest)), with newest and oldest
+  taken over the analyzed (train) split, so train examples lie in [0, 1].
+  Eval examples, which come after the train split, get 0 like serving
+  examples: a negative age lies outside what the model saw in training,
+  and the validation loss would then measure extrapolation instead of the
+  serving condition. A period of one timestamp gives 0.
 
   Args:
     timestamps: [batch] int64 Unix seconds.
@@ -97,8 +100,8 @@ def example_age(timestamps: tf.Tensor) -> tf.Tensor:
   oldest = tft.min(timestamps, reduce_instance_dims=True)
   span = tf.maximum(newest - oldest, 1)
   # Differences in int64 first: float32 cannot hold Unix seconds exactly.
-  return (tf.cast(newest - timestamps, tf.float32) /
-          tf.cast(span, tf.float32))
+  age = tf.cast(newest - timestamps, tf.float32) / tf.cast(span, tf.float32)
+  return tf.maximum(age, 0.0)
 
 
 def build_preprocessing_fn(window: int, num_oov_buckets: int,
