@@ -42,7 +42,8 @@ def test_early_stopping_restores_best_epoch(tmp_path):
       num_products=NUM_PRODUCTS, num_users=NUM_USERS, window=WINDOW,
       embedding_dim=4, hidden_units=[8], learning_rate=0.05)
   params = hyperparameters_lib.Hyperparameters(
-      epochs=8, early_stopping_patience=1, window=WINDOW)
+      epochs=8, early_stopping_patience=1, early_stopping_metric="loss",
+      window=WINDOW)
   vocabulary = [f"p{i}".encode() for i in range(NUM_PRODUCTS - 2)]
   eval_data = _batches(labels_flipped=True)
   history = task.fit_with_tensorboard(model, _batches(labels_flipped=False),

@@ -72,7 +72,7 @@ def test_run_fn_accepts_vertex_custom_config(monkeypatch):
     parsed["transform_output"] = transform_output
     raise _ParsedSettings()
 
-  # For the default classifier, run_fn reads the Transform output soon after
+  # Either model's run_fn reads the Transform output soon after
   # parsing its settings. The replacement stops it there, so the test needs
   # no Transform graph.
   monkeypatch.setattr(task.tft, "TFTransformOutput", stop_after_parsing)
