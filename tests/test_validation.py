@@ -83,3 +83,11 @@ def test_positive_batches_keep_only_positives():
 def test_unknown_early_stopping_metric_rejected():
   with pytest.raises(ValueError, match="early_stopping_metric"):
     hyperparameters_lib.Hyperparameters(early_stopping_metric="auc")
+
+
+def test_callback_without_rankable_positives_logs_zero():
+  positives = tf.data.Dataset.from_tensor_slices(
+      _batch(positives=[11], touched=[[0, 0]])).batch(1)
+  callback = validation.CatalogMapCallback(
+      positives, _fixed_search([[11, 1, 2]]), NUM_ROWS, VOCABULARY_SIZE, k=3)
+  assert callback.evaluate() == 0.0

@@ -17,6 +17,7 @@ the mean.
 
 from typing import Callable, Dict, Tuple
 
+from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
@@ -100,7 +101,14 @@ class CatalogMapCallback(keras.callbacks.Callback):
       batch_total, batch_count = self._batch_fn(batch)
       total += float(batch_total)
       count += float(batch_count)
-    return total / count if count else 0.0
+    if not count:
+      # Early stopping then sees a constant 0 and keeps the first epoch.
+      logging.warning(
+          "The eval split has no positive whose item is in the vocabulary "
+          "and outside its history; %s is 0. Use early_stopping_metric "
+          "'loss' or a larger eval split.", metric_name(self.k))
+      return 0.0
+    return total / count
 
   def on_epoch_end(self, epoch, logs=None):
     value = self.evaluate()
