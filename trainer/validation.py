@@ -4,11 +4,11 @@ The validation loss of a sampled objective follows the holdout ranking
 metrics only loosely: in the tuning runs it moved by under 1% over epochs
 in which holdout MAP@10 changed by a quarter. This callback measures what
 the Evaluator gates on instead. After every epoch it ranks the whole
-catalog for each positive of the eval split, with the exported model's
-own search (`search_catalog` of trainer/export.py) and the same exclusion
-of history items, and logs the mean average precision at K with the
-positive's item as the single relevant item, that is 1 / rank when the
-item is in the top K and 0 otherwise.
+catalog for each positive of the eval split. It uses the exported model's
+own search (`search_catalog` of trainer/export.py) and excludes the
+history items, as serving does. The logged value is the mean average
+precision at K with the positive's item as the single relevant item:
+1 / rank when the item is in the top K, and 0 otherwise.
 
 Positives whose item is in their own history lists, or outside the
 vocabulary, cannot be retrieved by the serving search and are left out of
@@ -102,7 +102,7 @@ class CatalogMapCallback(keras.callbacks.Callback):
       total += float(batch_total)
       count += float(batch_count)
     if not count:
-      # Early stopping then sees a constant 0 and keeps the first epoch.
+      # Early stopping then reads a constant 0 and keeps the first epoch.
       logging.warning(
           "The eval split has no positive whose item is in the vocabulary "
           "and outside its history; %s is 0. Use early_stopping_metric "
