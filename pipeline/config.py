@@ -206,18 +206,32 @@ def from_dict(values: Dict[str, Any], where: str = "configuration") -> PipelineC
   return dataclasses.replace(config, **sections)
 
 
+def read_json_object(path: str, kind: str) -> Dict[str, Any]:
+  """Read a JSON file that must contain one object.
+
+  Args:
+    path: The file.
+    kind: What the file is, for error messages, e.g. "configuration file".
+
+  Raises:
+    FileNotFoundError: The file does not exist.
+    ValueError: The file is not valid JSON or not an object.
+  """
+  try:
+    with open(path, encoding="utf-8") as json_file:
+      values = json.load(json_file)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{kind} not found: {path}") from None
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{kind} {path} is not valid JSON: {error}") from None
+  if not isinstance(values, dict):
+    raise ValueError(f"{kind} {path} must hold a JSON object")
+  return values
+
+
 def load(path: str) -> PipelineConfig:
   """Read a JSON configuration file."""
-  try:
-    with open(path, encoding="utf-8") as config_file:
-      values = json.load(config_file)
-  except FileNotFoundError:
-    raise FileNotFoundError(f"configuration file not found: {path}") from None
-  except json.JSONDecodeError as error:
-    raise ValueError(f"configuration file {path} is not valid JSON: {error}") from None
-  if not isinstance(values, dict):
-    raise ValueError(f"configuration file {path} must hold a JSON object")
-  return from_dict(values, where=path)
+  return from_dict(read_json_object(path, "configuration file"), where=path)
 
 
 def to_dict(config: PipelineConfig) -> Dict[str, Any]:

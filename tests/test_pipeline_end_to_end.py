@@ -219,3 +219,17 @@ def test_search_refuses_settings_fixed_by_the_run(runs, capsys):
       "--config", runs["trained_config"], "--variants", str(variants),
       "--output", str(tmp_path / "search-fixed")]) == 2
   assert "['window']" in capsys.readouterr().err
+
+
+def test_search_checks_every_variant_before_training(runs, capsys):
+  tmp_path = runs["tmp_path"]
+  variants = tmp_path / "typo.json"
+  variants.write_text(json.dumps({"fine": {"epochs": 1},
+                                  "typo": {"embeding_dim": 8}}))
+  output = tmp_path / "search-typo"
+  assert search.main([
+      "--run", str(tmp_path / "runs" / "movielens-sample"),
+      "--config", runs["trained_config"], "--variants", str(variants),
+      "--output", str(output)]) == 2
+  assert "variant 'typo'" in capsys.readouterr().err
+  assert not (output / "fine").exists()

@@ -139,7 +139,7 @@ def transformed():
 
 
 def _labelled_batches(rows, batch_size):
-  """Return (features, label, weight) batches, as `task._dataset` does."""
+  """Return (features, label, weight) batches, as `task.read_examples` does."""
   columns = {name: np.stack([np.asarray(r[name]).reshape(
       [WINDOW] if name in features.HISTORY_FEATURES else [])
                              for r in rows]).astype(np.int64)

@@ -85,9 +85,8 @@ def find_run_data(config: config_lib.PipelineConfig) -> RunData:
 
 def load_variants(path: str) -> Dict[str, Dict[str, Any]]:
   """Read the variants file and reject settings the run fixes."""
-  with open(path, encoding="utf-8") as variants_file:
-    variants = json.load(variants_file)
-  if not isinstance(variants, dict) or not variants:
+  variants = config_lib.read_json_object(path, "variants file")
+  if not variants:
     raise ValueError(f"{path} must contain a non-empty JSON object of "
                      "variant name -> trainer settings")
   for name, settings in variants.items():
@@ -162,6 +161,14 @@ def search(config: config_lib.PipelineConfig,
   # The pipeline's Trainer gets the same evaluation K (pipeline/pipeline.py).
   base = dataclasses.replace(config_lib.trainer_settings(config),
                              evaluation_k=max(ks))
+  # Check every variant before any training, so a typo in the last one
+  # does not surface after hours of work.
+  params_by_name = {}
+  for name, settings in variants.items():
+    try:
+      params_by_name[name] = variant_params(base, settings)
+    except (TypeError, ValueError) as error:
+      raise ValueError(f"variant {name!r}: {error}") from None
 
   records = data.read_holdout_records(run.examples_dir)
   users = [data.parse_holdout(record) for record in records]
@@ -192,7 +199,7 @@ def search(config: config_lib.PipelineConfig,
     if only_missing and name in results:
       logging.info("Variant %s already in %s; skipped.", name, results_path)
       continue
-    params = variant_params(base, settings)
+    params = params_by_name[name]
     started = time.monotonic()
     model_dir = train_variant(run, params, os.path.join(output_dir, name))
     seconds = time.monotonic() - started

@@ -80,9 +80,11 @@ def _content_ordered(dataset: tf.data.Dataset, seed: int, batch_size: int
           .batch(batch_size))
 
 
-def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
-             tft_output: tft.TFTransformOutput, batch_size: int,
-             positive_weight: float, shuffle: bool, seed: int) -> tf.data.Dataset:
+def read_examples(file_pattern: List[str],
+                  data_accessor: tfx.components.DataAccessor,
+                  tft_output: tft.TFTransformOutput, batch_size: int,
+                  positive_weight: float, shuffle: bool,
+                  seed: int) -> tf.data.Dataset:
   """Read transformed examples as (features, label, weight) batches.
 
   With `shuffle`, the order depends only on the examples and the seed when
@@ -199,7 +201,7 @@ def fit_with_tensorboard(
                    epochs=params.epochs, callbacks=callbacks, verbose=2)
 
 
-def _distribution_strategy() -> tf.distribute.Strategy:
+def distribution_strategy() -> tf.distribute.Strategy:
   gpus = tf.config.list_logical_devices("GPU")
   if gpus:
     logging.info("Training with MirroredStrategy on %d GPU(s)", len(gpus))
@@ -233,14 +235,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                + 1 + params.num_oov_buckets)
   logging.info("Product rows: %d, user rows: %d", num_products, num_users)
 
-  strategy = _distribution_strategy()
+  strategy = distribution_strategy()
   batch_size = params.batch_size * strategy.num_replicas_in_sync
-  train_data = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
-                        batch_size, params.effective_positive_weight,
-                        shuffle=True, seed=params.seed)
-  eval_data = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
-                       batch_size, params.effective_positive_weight,
-                       shuffle=False, seed=params.seed)
+  train_data = read_examples(fn_args.train_files, fn_args.data_accessor,
+                             tft_output, batch_size,
+                             params.effective_positive_weight, shuffle=True,
+                             seed=params.seed)
+  eval_data = read_examples(fn_args.eval_files, fn_args.data_accessor,
+                            tft_output, batch_size,
+                            params.effective_positive_weight, shuffle=False,
+                            seed=params.seed)
 
   with strategy.scope():
     model = model_lib.build_model(

@@ -30,8 +30,9 @@ def _positives(file_pattern: List[str],
                tft_output: tft.TFTransformOutput, batch_size: int,
                shuffle: bool, seed: int) -> tf.data.Dataset:
   # The classifier's reader, so both models see examples in the same order.
-  dataset = task._dataset(file_pattern, data_accessor, tft_output, batch_size,  # pylint: disable=protected-access
-                          positive_weight=1.0, shuffle=shuffle, seed=seed)
+  dataset = task.read_examples(file_pattern, data_accessor, tft_output,
+                               batch_size, positive_weight=1.0,
+                               shuffle=shuffle, seed=seed)
   return positive_batches(dataset, batch_size)
 
 
@@ -53,7 +54,7 @@ def run(fn_args: tfx.components.FnArgs,
 
   # NOTE: only the CPU path has run. MirroredStrategy on GPUs is untested
   # for this model.
-  strategy = task._distribution_strategy()  # pylint: disable=protected-access
+  strategy = task.distribution_strategy()
   # Each replica takes params.batch_size positives and draws its in-batch
   # negatives from them only.
   batch_size = params.batch_size * strategy.num_replicas_in_sync
