@@ -202,6 +202,7 @@ def fit_with_tensorboard(
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
+  """Return MirroredStrategy over the visible GPUs, or the default strategy."""
   gpus = tf.config.list_logical_devices("GPU")
   if gpus:
     logging.info("Training with MirroredStrategy on %d GPU(s)", len(gpus))

@@ -13,6 +13,9 @@ precision at K with the positive's item as the single relevant item:
 Positives whose item is in their own history lists, or outside the
 vocabulary, cannot be retrieved by the serving search and are left out of
 the mean.
+
+NOTE: only run on the CPU. Under MirroredStrategy the search reads the
+mirrored weights outside the strategy's scope, which has not been tried.
 """
 
 from typing import Callable, Dict, Tuple
