@@ -19,7 +19,7 @@ from trainer import hyperparameters as hyperparameters_lib
 from trainer import task
 from trainer import two_tower_export
 from trainer import two_tower_model
-from trainer import two_tower_task
+from trainer import validation
 
 WINDOW = 4
 NUM_OOV_BUCKETS = 1
@@ -154,8 +154,8 @@ def _train(transformed, seed, epochs, extra_negatives=2):
   train_rows, eval_rows, tft_output = transformed
   vocabulary = tft_output.vocabulary_by_name("product_id_vocabulary")
   num_products = len(vocabulary) + 1 + NUM_OOV_BUCKETS
-  train = two_tower_task.positive_batches(_labelled_batches(train_rows, 5), 8)
-  evaluation = two_tower_task.positive_batches(
+  train = validation.positive_batches(_labelled_batches(train_rows, 5), 8)
+  evaluation = validation.positive_batches(
       _labelled_batches(eval_rows, 5), 8)
   counts = two_tower_model.count_positive_items(train, num_products)
 
@@ -179,7 +179,7 @@ def trained(transformed):
 
 def test_positive_batches_drop_negatives(transformed):
   train_rows, _, _ = transformed
-  batches = list(two_tower_task.positive_batches(
+  batches = list(validation.positive_batches(
       _labelled_batches(train_rows, 5), 8))
   positives = sum(1 for r in train_rows if r[features.TARGET] == 1)
   assert [len(b[features.PRODUCT_ID]) for b in batches[:-1]] == [8] * (

@@ -21,7 +21,7 @@ def _batch(positives, touched):
 
 
 def _fixed_search(rows):
-  """Return a search that answers `rows` whatever the input."""
+  """Return a search that returns `rows` for any input."""
   def search(batch, excluded, k):
     del batch, excluded
     found = tf.constant(rows, tf.int64)[:, :k]
@@ -56,7 +56,7 @@ def test_callback_logs_mean_over_batches():
 
   def search(batch, excluded, k):
     del excluded
-    # Look the answer up by the positive, so batch boundaries do not matter.
+    # Look the rows up by the positive, so batch boundaries do not matter.
     index = tf.cast(tf.equal(batch[features.PRODUCT_ID][:, None],
                              tf.constant([[3, 8, 4]], tf.int64)), tf.int64)
     found = tf.gather(rows, tf.argmax(index, axis=1))[:, :k]

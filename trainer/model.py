@@ -136,6 +136,36 @@ def embedding_table(num_rows: int, dim: int,
       embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05))
 
 
+def model_inputs(window: int,
+                 use_example_age: bool) -> Dict[str, tf.Tensor]:
+  """Return the Keras inputs both models take, keyed by feature name.
+
+  `user_id` and `product_id` are int64 [batch], the history lists int64
+  [batch, window], and, with `use_example_age`, `example_age` float32
+  [batch].
+  """
+  inputs = {
+      features.USER_ID: keras.Input(shape=(), dtype=tf.int64,
+                                    name=features.USER_ID),
+      features.PRODUCT_ID: keras.Input(shape=(), dtype=tf.int64,
+                                       name=features.PRODUCT_ID),
+  }
+  for name in features.HISTORY_FEATURES:
+    inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
+  if use_example_age:
+    inputs[features.EXAMPLE_AGE] = keras.Input(
+        shape=(), dtype=tf.float32, name=features.EXAMPLE_AGE)
+  return inputs
+
+
+def user_embedding_table(num_users: int, dim: int,
+                         enabled: bool) -> Optional[keras.layers.Embedding]:
+  """Return the user id embedding table, or None when it is not used."""
+  if not enabled:
+    return None
+  return embedding_table(num_users, dim, USER_EMBEDDING_LAYER)
+
+
 def build_model(num_products: int, num_users: int, window: int,
                 embedding_dim: int, hidden_units: Sequence[int],
                 learning_rate: float, user_id_embedding: bool = True,
@@ -167,23 +197,11 @@ def build_model(num_products: int, num_users: int, window: int,
     [batch] and the history lists [batch, window], and returning the
     engagement probability [batch, 1].
   """
-  inputs = {
-      features.USER_ID: keras.Input(shape=(), dtype=tf.int64,
-                                    name=features.USER_ID),
-      features.PRODUCT_ID: keras.Input(shape=(), dtype=tf.int64,
-                                       name=features.PRODUCT_ID),
-  }
-  for name in features.HISTORY_FEATURES:
-    inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
-  if use_example_age:
-    inputs[features.EXAMPLE_AGE] = keras.Input(
-        shape=(), dtype=tf.float32, name=features.EXAMPLE_AGE)
-
+  inputs = model_inputs(window, use_example_age)
   product_embedding = embedding_table(num_products, embedding_dim,
                                       PRODUCT_EMBEDDING_LAYER)
-  user_embedding = (embedding_table(num_users, embedding_dim,
-                                    USER_EMBEDDING_LAYER)
-                    if user_id_embedding else None)
+  user_embedding = user_embedding_table(num_users, embedding_dim,
+                                        user_id_embedding)
   user_vector = user_tower(inputs, product_embedding, user_embedding,
                            use_example_age)
   candidate = product_embedding(inputs[features.PRODUCT_ID])

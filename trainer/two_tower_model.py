@@ -314,23 +314,11 @@ def build_two_tower_model(num_products: int, num_users: int, window: int,
   if extra_negatives < 0:
     raise ValueError(f"extra_negatives must be >= 0, got {extra_negatives}")
 
-  inputs = {
-      features.USER_ID: keras.Input(shape=(), dtype=tf.int64,
-                                    name=features.USER_ID),
-      features.PRODUCT_ID: keras.Input(shape=(), dtype=tf.int64,
-                                       name=features.PRODUCT_ID),
-  }
-  for name in features.HISTORY_FEATURES:
-    inputs[name] = keras.Input(shape=(window,), dtype=tf.int64, name=name)
-  if use_example_age:
-    inputs[features.EXAMPLE_AGE] = keras.Input(
-        shape=(), dtype=tf.float32, name=features.EXAMPLE_AGE)
-
+  inputs = model_lib.model_inputs(window, use_example_age)
   product_embedding = model_lib.embedding_table(
       num_products, embedding_dim, model_lib.PRODUCT_EMBEDDING_LAYER)
-  user_embedding = (model_lib.embedding_table(
-      num_users, embedding_dim, model_lib.USER_EMBEDDING_LAYER)
-                    if user_id_embedding else None)
+  user_embedding = model_lib.user_embedding_table(num_users, embedding_dim,
+                                                  user_id_embedding)
   tower_input = model_lib.user_tower(inputs, product_embedding, user_embedding,
                                     use_example_age)
   user_vector = UserMlp(hidden_units, embedding_dim,

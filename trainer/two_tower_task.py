@@ -20,10 +20,6 @@ from trainer import two_tower_model
 from trainer import validation
 from transform import preprocessing
 
-# Full batches of positives matter here: the other positives of a batch
-# are the in-batch negatives.
-positive_batches = validation.positive_batches
-
 
 def _positives(file_pattern: List[str],
                data_accessor: tfx.components.DataAccessor,
@@ -33,7 +29,9 @@ def _positives(file_pattern: List[str],
   dataset = task.read_examples(file_pattern, data_accessor, tft_output,
                                batch_size, positive_weight=1.0,
                                shuffle=shuffle, seed=seed)
-  return positive_batches(dataset, batch_size)
+  # Full batches of positives matter here: the other positives of a batch
+  # are the in-batch negatives.
+  return validation.positive_batches(dataset, batch_size)
 
 
 def run(fn_args: tfx.components.FnArgs,
@@ -86,7 +84,7 @@ def run(fn_args: tfx.components.FnArgs,
   module = two_tower_export.TwoTowerExportModule(
       model, tft_output, num_oov_buckets=params.num_oov_buckets,
       retrieval_k=params.retrieval_k, evaluation_k=params.evaluation_k)
-  # eval_data already holds positives only.
+  # eval_data contains positives only.
   ranking_validation = task.map_validation(module, eval_data, params)
   task.fit_with_tensorboard(model, train_data, eval_data,
                             fn_args.model_run_dir, vocabulary, params,

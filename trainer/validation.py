@@ -89,8 +89,6 @@ class CatalogMapCallback(keras.callbacks.Callback):
                num_rows: int, vocabulary_size: int, k: int):
     super().__init__()
     self.positives = positives
-    self.num_rows = num_rows
-    self.vocabulary_size = vocabulary_size
     self.k = k
     self._batch_fn = tf.function(
         lambda batch: average_precision_of_positives(
